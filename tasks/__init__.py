@@ -1,0 +1,1 @@
+"""SeqIO task registrations, installed as `llmrec_jax.tasks`."""

@@ -1,0 +1,26 @@
+"""Test-wide JAX settings: CPU only, 8 simulated devices for sharding tests, strict ranks."""
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+# 8 CPU devices so mesh tests (8x1, 4x2, 2x4) can run; unsharded code uses device 0.
+jax.config.update("jax_num_cpu_devices", 8)
+# Catch accidental broadcasting between arrays of different rank.
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = (REPO / ".." / "shared").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> pathlib.Path:
+  """../shared beside the checkout (CI has it); tests that need it skip loudly without it."""
+  if not (SHARED / "data").is_dir():
+    pytest.skip(f"{SHARED} not found: real-data tests need ../shared beside the checkout")
+  return SHARED
