@@ -57,7 +57,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], dropout_rng: j
                                  num_microbatches=num_microbatches)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+  metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

@@ -1,0 +1,137 @@
+"""Host-side batches for the ID phase: prompts with exact soft-ID slots (numpy only).
+
+A prompt is tokenized piece by piece: the template text before `{history}` (with the user ID
+filled in), then one slot per history item separated by the tokens of the separator, then the
+text after `{history}`, then EOS. Each slot is either the item's current ID tokens (teacher
+forcing: the prompt then equals the rec-phase prompt of those IDs) or a fixed number of
+placeholder positions (free-running generation). `soft_slot[b, s] = h * C + t` marks position s
+as the t-th soft token of history item h; -1 keeps the token at s.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from llmrec_jax.data import prompts
+
+PLACEHOLDER_ID = 2  # <unk>: any non-pad id, so the position is attended (mask = token > 0)
+
+
+def _pad_rows(rows: Sequence[Sequence[int]], length: int) -> np.ndarray:
+  out = np.zeros((len(rows), length), np.int32)
+  for i, r in enumerate(rows):
+    r = list(r)[:length]
+    out[i, :len(r)] = r
+  return out
+
+
+@dataclasses.dataclass
+class IdPhaseBatcher:
+  """Builds ID-phase batches from item texts, current textual IDs and templates.
+
+  Attributes:
+    encode: text -> token ids without EOS (e.g. a SentencePiece processor's encode).
+    item_texts: plain text per item index (what the generator reads).
+    item_ids: current textual ID per item index.
+    templates: prompt templates; examples name theirs by index.
+    num_history: H, history items per prompt (the official code uses max_his // 2 = 10).
+    text_len, id_len, input_len, target_len: L, C, S, T.
+    free_running_steps: None for teacher forcing, else the slot length of every item.
+  """
+  encode: Callable[[str], list[int]]
+  item_texts: Sequence[str]
+  item_ids: Sequence[str]
+  templates: Sequence[prompts.Template]
+  num_history: int = 10
+  text_len: int = 128
+  id_len: int = 16
+  input_len: int = 256
+  target_len: int = 16
+  free_running_steps: Optional[int] = None
+  eos_id: int = 1
+  sep: str = prompts.HISTORY_SEP
+
+  def __post_init__(self):
+    if len(self.item_texts) != len(self.item_ids):
+      raise ValueError(f"{len(self.item_texts)} item texts but {len(self.item_ids)} item IDs")
+    self._text_NxL = _pad_rows([self.encode(t) + [self.eos_id] for t in self.item_texts], self.text_len)
+    self._id_tokens = [self.encode(i) for i in self.item_ids]
+    too_long = [i for i, t in enumerate(self._id_tokens) if len(t) + 1 > self.id_len]
+    if too_long:
+      raise ValueError(f"{len(too_long)} textual IDs need more than id_len={self.id_len} tokens "
+                       f"(+EOS), e.g. item {too_long[0]}: {self.item_ids[too_long[0]]!r}")
+    longest = max(len(t) for t in self._id_tokens) + 1
+    if longest > self.target_len:
+      raise ValueError(f"target_len={self.target_len} < {longest} tokens of the longest ID (+EOS)")
+    self._sep_tokens = self.encode(self.sep.strip())
+    self.truncated_histories = 0
+
+  def _slot_len(self, item: int) -> int:
+    return self.free_running_steps or len(self._id_tokens[item])
+
+  def _layout(self, template: prompts.Template, user_id: str, history: Sequence[int]):
+    """Token ids and soft slots of one prompt; drops the oldest items until it fits."""
+    before, after = template.input.split("{history}", 1)
+    pre = self.encode(before.format(user_id=user_id).strip()) if before.strip() else []
+    post = self.encode(after.format(user_id=user_id).strip()) if after.strip() else []
+    history = list(history)[-self.num_history:]
+    while True:
+      tokens, slots = list(pre), [-1] * len(pre)
+      for h, item in enumerate(history):
+        if h:
+          tokens += self._sep_tokens
+          slots += [-1] * len(self._sep_tokens)
+        n = self._slot_len(item)
+        fill = self._id_tokens[item] if self.free_running_steps is None else [PLACEHOLDER_ID] * n
+        tokens += fill
+        slots += [h * self._c + t for t in range(n)]
+      tokens += post + [self.eos_id]
+      slots += [-1] * (len(post) + 1)
+      if len(tokens) <= self.input_len or len(history) <= 1:
+        break
+      history = history[1:]
+      self.truncated_histories += 1
+    if len(tokens) > self.input_len:
+      raise ValueError(f"a prompt with one history item needs {len(tokens)} > input_len="
+                       f"{self.input_len} tokens: {template.input!r}")
+    return tokens, slots, history
+
+  @property
+  def _c(self) -> int:
+    return self.free_running_steps or self.id_len
+
+  def build(self, user_ids: Sequence[str], histories: Sequence[Sequence[int]],
+            targets: Sequence[int], template_idx: Sequence[int]) -> dict[str, np.ndarray]:
+    """One batch of B prompts (see `id_phase.id_phase_loss` for the keys and shapes)."""
+    b, h, c = len(targets), self.num_history, self._c
+    enc_BxS = np.zeros((b, self.input_len), np.int32)
+    slot_BxS = np.full((b, self.input_len), -1, np.int32)
+    hist_BxH = np.full((b, h), -1, np.int32)
+    for i in range(b):
+      tokens, slots, hist = self._layout(self.templates[template_idx[i]], user_ids[i], histories[i])
+      enc_BxS[i, :len(tokens)] = tokens
+      slot_BxS[i, :len(slots)] = slots
+      hist_BxH[i, :len(hist)] = hist
+    items_N = hist_BxH.reshape(-1)
+    real_N = items_N >= 0
+    text_NxL = np.where(real_N[:, None], self._text_NxL[np.maximum(items_N, 0)], 0)
+    ids = [self._id_tokens[x] + [self.eos_id] if x >= 0 else [] for x in items_N]
+    id_targets_NxC = _pad_rows(ids, c if self.free_running_steps is None else self.id_len)
+    id_inputs_NxC = np.zeros_like(id_targets_NxC)
+    id_inputs_NxC[:, 1:] = id_targets_NxC[:, :-1]
+    tgt_BxT = _pad_rows([self._id_tokens[t] + [self.eos_id] for t in targets], self.target_len)
+    dec_in_BxT = np.zeros_like(tgt_BxT)
+    dec_in_BxT[:, 1:] = tgt_BxT[:, :-1]
+    return {
+        "item_text_tokens": text_NxL.astype(np.int32),
+        "item_id_inputs": id_inputs_NxC,
+        "item_id_targets": id_targets_NxC,
+        "history_items": hist_BxH,
+        "encoder_input_tokens": enc_BxS,
+        "soft_slot": slot_BxS,
+        "decoder_input_tokens": dec_in_BxT,
+        "decoder_target_tokens": tgt_BxT,
+        "decoder_loss_weights": (tgt_BxT > 0).astype(np.float32),
+    }

@@ -1,0 +1,237 @@
+"""`EncoderDecoderModel`: T5X's model-wrapper contract over our Flax T5.
+
+Loss, scoring and decoding on top of a `network.Transformer`-like module (methods `__call__`,
+`encode`, `decode` with T5X's signatures) and a T5X-compatible `decode_fn`. No optimizer lives
+here: the trainer owns it. Batches use seqio `EncDecFeatureConverter` keys:
+`encoder_input_tokens`, `decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights`
+(+ optional `*_segment_ids` / `*_positions` when packed).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from typing import Any, Callable, Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from llmrec_jax import losses
+
+Array = jax.Array
+PyTree = Any
+Batch = Mapping[str, Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderParams:
+  """Default decoding options (T5X's `DecoderParams`)."""
+  return_all_decodes: bool = False
+  num_decodes: int = 1
+
+
+def _default_decode_fn(**kwargs):
+  from llmrec_jax.decoding import beam_search  # pylint: disable=g-import-not-at-top
+  return beam_search.beam_search(**kwargs)
+
+
+class _LazySeqioConverter:
+  """Class attribute that imports seqio only when read (a cold `import seqio` takes ~35 s)."""
+
+  def __get__(self, obj, objtype=None):
+    import seqio  # pylint: disable=g-import-not-at-top
+    return seqio.EncDecFeatureConverter
+
+
+class EncoderDecoderModel:
+  """T5X `EncoderDecoderModel` contract: loss_fn, eval_fn, score_batch, predict_batch(_with_aux),
+  get_initial_variables.
+
+  Args:
+    module: the Flax encoder-decoder (e.g. `network.Transformer(config)`).
+    input_vocabulary / output_vocabulary: seqio vocabularies (only used by callers that detokenize).
+    decode_fn: T5X-compatible decode function (default: our `decoding.beam_search.beam_search`).
+    label_smoothing, z_loss, loss_normalizing_factor: see `losses.weighted_cross_entropy`;
+      `loss_normalizing_factor="IDGENREC_OFFICIAL"` reproduces the official IDGenRec loss.
+    default_decoder_params: default `num_decodes` / `return_all_decodes`.
+  """
+  FEATURE_CONVERTER_CLS = _LazySeqioConverter()
+
+  def __init__(self, module: nn.Module, input_vocabulary=None, output_vocabulary=None,
+               decode_fn: Optional[Callable[..., Any]] = None, label_smoothing: float = 0.0,
+               z_loss: float = 0.0,
+               loss_normalizing_factor: losses.NormalizingFactor = "NUM_REAL_TARGET_TOKENS",
+               default_decoder_params: Optional[DecoderParams] = None):
+    if not 0.0 <= label_smoothing < 1.0:
+      raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    self.module = module
+    self.input_vocabulary = input_vocabulary
+    self.output_vocabulary = output_vocabulary
+    self._decode_fn = decode_fn or _default_decode_fn
+    self._label_smoothing = label_smoothing
+    self._z_loss = z_loss
+    self._loss_normalizing_factor = losses.parse_normalization(loss_normalizing_factor)
+    self._default_decoder_params = default_decoder_params or DecoderParams()
+
+  # ----------------------------------------------------------------------------- init
+  def get_initial_variables(self, rng: Array, input_shapes: Mapping[str, tuple[int, ...]],
+                            input_types: Optional[Mapping[str, jnp.dtype]] = None) -> PyTree:
+    """Initialises `params` (and `params_axes`) from feature shapes, as T5X does."""
+    input_types = input_types or {}
+    enc_shape = input_shapes["encoder_input_tokens"]
+    dec_shape = input_shapes["decoder_input_tokens"]
+    enc_type = input_types.get("encoder_input_tokens", jnp.int32)
+    dec_type = input_types.get("decoder_input_tokens", jnp.int32)
+    init = functools.partial(self.module.init, enable_dropout=False)
+    return jax.jit(init)(
+        {"params": rng, "dropout": rng},
+        jnp.ones(enc_shape, enc_type), jnp.ones(dec_shape, dec_type), jnp.ones(dec_shape, dec_type))
+
+  # ----------------------------------------------------------------------------- loss
+  def _compute_logits(self, params: PyTree, batch: Batch, dropout_rng: Optional[Array] = None,
+                      encoder_input_embeddings: Optional[Array] = None) -> Array:
+    rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
+    kwargs = {}
+    if encoder_input_embeddings is not None:
+      kwargs["encoder_input_embeddings"] = encoder_input_embeddings
+    return self.module.apply(
+        {"params": params},
+        batch["encoder_input_tokens"],
+        batch["decoder_input_tokens"],
+        batch["decoder_target_tokens"],
+        encoder_segment_ids=batch.get("encoder_segment_ids"),
+        decoder_segment_ids=batch.get("decoder_segment_ids"),
+        encoder_positions=batch.get("encoder_positions"),
+        decoder_positions=batch.get("decoder_positions"),
+        enable_dropout=rngs is not None,
+        rngs=rngs,
+        **kwargs)
+
+  def loss_from_logits(self, logits_BxTxV: Array, batch: Batch) -> tuple[Array, dict[str, Array]]:
+    """The configured cross-entropy of `logits` against the batch targets, with T5X's metrics."""
+    targets_BxT = batch["decoder_target_tokens"]
+    weights_BxT = batch.get("decoder_loss_weights")
+    loss, z_loss, total_weight = losses.weighted_cross_entropy(
+        logits_BxTxV, targets_BxT, weights_BxT, label_smoothing=self._label_smoothing,
+        z_loss=self._z_loss, loss_normalizing_factor=self._loss_normalizing_factor)
+    if weights_BxT is None:
+      weights_BxT = (targets_BxT > 0).astype(jnp.float32)
+    correct = (jnp.argmax(logits_BxTxV, axis=-1) == targets_BxT).astype(jnp.float32)
+    metrics = {
+        "loss": loss,
+        "z_loss": z_loss,
+        "cross_ent_loss": loss - z_loss,
+        "accuracy": jnp.sum(correct * weights_BxT) / jnp.maximum(total_weight, 1e-8),
+        "num_tokens": total_weight,
+        "num_examples": jnp.float32(targets_BxT.shape[0]),
+    }
+    return loss, metrics
+
+  def loss_fn(self, params: PyTree, batch: Batch,
+              dropout_rng: Optional[Array]) -> tuple[Array, dict[str, Array]]:
+    """Loss and metrics; dropout is on iff `dropout_rng` is given (T5X semantics)."""
+    return self.loss_from_logits(self._compute_logits(params, batch, dropout_rng), batch)
+
+  def eval_fn(self, params: PyTree, batch: Batch) -> tuple[Array, dict[str, Array]]:
+    return self.loss_fn(params, batch, dropout_rng=None)
+
+  def score_batch(self, params: PyTree, batch: Batch, return_intermediates: bool = False) -> Array:
+    """Sum of target log-probabilities per example, weighted by `decoder_loss_weights`. [B]."""
+    if return_intermediates:
+      raise NotImplementedError("return_intermediates is not supported")
+    logits_BxTxV = self._compute_logits(params, batch).astype(jnp.float32)
+    targets_BxT = batch["decoder_target_tokens"]
+    weights_BxT = batch.get("decoder_loss_weights")
+    if weights_BxT is None:
+      weights_BxT = targets_BxT > 0
+    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
+    token_logp_BxT = jnp.take_along_axis(logp_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
+    return jnp.sum(token_logp_BxT * weights_BxT.astype(jnp.float32), axis=-1)
+
+  # ----------------------------------------------------------------------------- decoding
+  def _compute_logits_from_slice(self, decoding_state, params: PyTree, encoded_BKxSxD: Array,
+                                 raw_inputs_BKxS: Array, max_decode_length: int):
+    """tokens_to_logits for the decode_fn: one cached decoder step for every beam."""
+    logits_BKx1xV, new_vars = self.module.apply(
+        {"params": params, "cache": decoding_state.cache},
+        encoded_BKxSxD,
+        raw_inputs_BKxS,
+        decoding_state.cur_token,
+        decoding_state.cur_token,
+        enable_dropout=False,
+        decode=True,
+        max_decode_length=max_decode_length,
+        mutable=["cache"],
+        method=self.module.decode)
+    return logits_BKx1xV[:, 0, :].astype(jnp.float32), new_vars["cache"]
+
+  def predict_batch(self, params: PyTree, batch: Batch, rng: Optional[Array] = None, **kwargs) -> Array:
+    return self.predict_batch_with_aux(params, batch, rng=rng, **kwargs)[0]
+
+  def predict_batch_with_aux(self, params: PyTree, batch: Batch, rng: Optional[Array] = None,
+                             decoder_params: Optional[Mapping[str, Any]] = None,
+                             return_all_decodes: Optional[bool] = None,
+                             num_decodes: Optional[int] = None,
+                             prompt_with_targets: bool = False) -> tuple[Array, dict[str, Array]]:
+    """Decodes with `decode_fn`; returns (decodes, {'scores': ...}).
+
+    decodes are [B, T] (best beam) or, with `return_all_decodes`, [B, K, T] in ascending score
+    order (T5X's: best last), with scores [B] or [B, K]. A batch key `excluded_items` [B, E]
+    (item indices, -1 padded) is passed to decode functions that accept `excluded_items`
+    (trie-constrained search excluding each user's seen items).
+    """
+    if prompt_with_targets:
+      raise NotImplementedError("prompt_with_targets is for decoder-only models")
+    if return_all_decodes is None:
+      return_all_decodes = self._default_decoder_params.return_all_decodes
+    if num_decodes is None:
+      num_decodes = self._default_decoder_params.num_decodes
+    inputs_BxS = batch["encoder_input_tokens"]
+    target_shape = batch["decoder_input_tokens"].shape
+    max_decode_length = target_shape[1]
+
+    # Cache with the full decode length (T5X: a decode=True call on ones initialises it).
+    _, variables_with_cache = self.module.apply(
+        {"params": params}, jnp.ones_like(inputs_BxS), jnp.ones(target_shape, inputs_BxS.dtype),
+        jnp.ones(target_shape, inputs_BxS.dtype), decode=True, enable_dropout=False,
+        mutable=["cache"])
+    cache = variables_with_cache["cache"]
+    encoded_BxSxD = self.module.apply({"params": params}, inputs_BxS, enable_dropout=False,
+                                      method=self.module.encode)
+    # Interleaved expansion (each example's beams adjacent), as T5X's flat_batch_beam_expand.
+    encoded_BKxSxD = jnp.repeat(encoded_BxSxD, num_decodes, axis=0)
+    raw_inputs_BKxS = jnp.repeat(inputs_BxS, num_decodes, axis=0)
+    tokens_ids_to_logits = functools.partial(
+        self._compute_logits_from_slice, params=params, encoded_BKxSxD=encoded_BKxSxD,
+        raw_inputs_BKxS=raw_inputs_BKxS, max_decode_length=max_decode_length)
+
+    decoder_params = dict(decoder_params or {})
+    if rng is not None:
+      decoder_params["decode_rng"] = rng
+    if "excluded_items" in batch and _accepts(self._decode_fn, "excluded_items"):
+      decoder_params["excluded_items"] = batch["excluded_items"]
+    decodes_BxKxT, scores_BxK = self._decode_fn(
+        inputs=jnp.zeros(target_shape, inputs_BxS.dtype),
+        cache=cache,
+        tokens_to_logits=tokens_ids_to_logits,
+        eos_id=_eos_id(self.output_vocabulary),
+        num_decodes=num_decodes,
+        cache_offset=0,
+        **decoder_params)
+    if return_all_decodes:
+      return decodes_BxKxT, {"scores": scores_BxK}
+    return decodes_BxKxT[:, -1, :], {"scores": scores_BxK[:, -1]}
+
+
+def _eos_id(vocab) -> int:
+  return 1 if vocab is None else int(vocab.eos_id)
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+  """Whether `fn` (possibly a functools.partial) takes keyword `name` or **kwargs."""
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return False
+  return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
