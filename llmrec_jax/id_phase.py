@@ -124,7 +124,7 @@ def id_phase_loss(gen_params: Any, rec_params: Any, batch: Mapping[str, Array],
                   punct_token_ids: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
   """Recommender loss on prompts with spliced soft IDs; differentiate w.r.t. `gen_params` only.
 
-  Batch (see `id_phase_data.build_id_phase_batch`): `item_text_tokens` [B*H, L];
+  Batch (see `prompt_batches.PromptBatcher.build`): `item_text_tokens` [B*H, L];
   `item_id_inputs` / `item_id_targets` [B*H, C] (teacher forcing); `encoder_input_tokens` and
   `soft_slot` [B, S]; `decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights` [B, T].
   """

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from llmrec_jax import id_phase, id_phase_data, model_sizes, models, network, trainer
+from llmrec_jax import id_phase, prompt_batches, model_sizes, models, network, trainer
 from llmrec_jax.data import prompts
 from llmrec_jax.train_state import TrainState
 
@@ -30,7 +30,7 @@ def setup():
   templates = [prompts.Template("Considering user {user_id} has interacted with items {history} . what is next ?",
                                 "{target}"),
                prompts.Template("{history} ; what is the next recommendation for {user_id} ?", "{target}")]
-  batcher = id_phase_data.IdPhaseBatcher(encode, item_texts, item_ids, templates, num_history=4,
+  batcher = prompt_batches.PromptBatcher(encode, item_texts, item_ids, templates, num_history=4,
                                          text_len=16, id_len=6, input_len=48, target_len=6)
   batch = batcher.build(["red user", "blue user", "pink user"], [[0, 1, 2, 3, 4], [5], [6, 7]],
                         [8, 9, 10], [0, 1, 0])
@@ -86,7 +86,7 @@ def test_hard_weights_give_the_rec_phase_loss(setup):
 def test_train_step_changes_only_the_generator(setup, options):
   batcher, _, model, gen, rec = setup
   if options.generator_mode is id_phase.GeneratorMode.FREE_RUNNING_GREEDY:
-    batcher = id_phase_data.IdPhaseBatcher(batcher.encode, batcher.item_texts, batcher.item_ids,
+    batcher = prompt_batches.PromptBatcher(batcher.encode, batcher.item_texts, batcher.item_ids,
                                            batcher.templates, num_history=4, text_len=16, id_len=6,
                                            input_len=48, target_len=6, free_running_steps=3)
   batch = batcher.build(["red user", "blue user"], [[0, 1, 2], [5, 6]], [8, 9], [0, 1])

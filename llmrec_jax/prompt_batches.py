@@ -1,4 +1,7 @@
-"""Host-side batches for the ID phase: prompts with exact soft-ID slots (numpy only).
+"""Host-side prompt batches for both IDGenRec phases (numpy only).
+
+The rec phase and the ID phase tokenize prompts the same way, so the positions the ID phase
+fills with soft IDs are exactly where the rec phase puts the hard IDs.
 
 A prompt is tokenized piece by piece: the template text before `{history}` (with the user ID
 filled in), then one slot per history item separated by the tokens of the separator, then the
@@ -28,12 +31,12 @@ def _pad_rows(rows: Sequence[Sequence[int]], length: int) -> np.ndarray:
 
 
 @dataclasses.dataclass
-class IdPhaseBatcher:
-  """Builds ID-phase batches from item texts, current textual IDs and templates.
+class PromptBatcher:
+  """Builds rec-phase and ID-phase batches from current textual IDs, item texts and templates.
 
   Attributes:
     encode: text -> token ids without EOS (e.g. a SentencePiece processor's encode).
-    item_texts: plain text per item index (what the generator reads).
+    item_texts: plain text per item index (what the generator reads; only the ID phase needs it).
     item_ids: current textual ID per item index.
     templates: prompt templates; examples name theirs by index.
     num_history: H, history items per prompt (the official code uses max_his // 2 = 10).
@@ -41,7 +44,7 @@ class IdPhaseBatcher:
     free_running_steps: None for teacher forcing, else the slot length of every item.
   """
   encode: Callable[[str], list[int]]
-  item_texts: Sequence[str]
+  item_texts: Optional[Sequence[str]]
   item_ids: Sequence[str]
   templates: Sequence[prompts.Template]
   num_history: int = 10
@@ -54,9 +57,9 @@ class IdPhaseBatcher:
   sep: str = prompts.HISTORY_SEP
 
   def __post_init__(self):
-    if len(self.item_texts) != len(self.item_ids):
+    if self.item_texts is not None and len(self.item_texts) != len(self.item_ids):
       raise ValueError(f"{len(self.item_texts)} item texts but {len(self.item_ids)} item IDs")
-    self._text_NxL = _pad_rows([self.encode(t) + [self.eos_id] for t in self.item_texts], self.text_len)
+    self._text_NxL = None
     self._id_tokens = [self.encode(i) for i in self.item_ids]
     too_long = [i for i, t in enumerate(self._id_tokens) if len(t) + 1 > self.id_len]
     if too_long:
@@ -102,18 +105,47 @@ class IdPhaseBatcher:
   def _c(self) -> int:
     return self.free_running_steps or self.id_len
 
-  def build(self, user_ids: Sequence[str], histories: Sequence[Sequence[int]],
-            targets: Sequence[int], template_idx: Sequence[int]) -> dict[str, np.ndarray]:
-    """One batch of B prompts (see `id_phase.id_phase_loss` for the keys and shapes)."""
-    b, h, c = len(targets), self.num_history, self._c
+  def _prompts(self, user_ids, histories, template_idx):
+    b = len(user_ids)
     enc_BxS = np.zeros((b, self.input_len), np.int32)
     slot_BxS = np.full((b, self.input_len), -1, np.int32)
-    hist_BxH = np.full((b, h), -1, np.int32)
+    hist_BxH = np.full((b, self.num_history), -1, np.int32)
     for i in range(b):
       tokens, slots, hist = self._layout(self.templates[template_idx[i]], user_ids[i], histories[i])
       enc_BxS[i, :len(tokens)] = tokens
       slot_BxS[i, :len(slots)] = slots
       hist_BxH[i, :len(hist)] = hist
+    return enc_BxS, slot_BxS, hist_BxH
+
+  def _targets(self, targets):
+    tgt_BxT = _pad_rows([self._id_tokens[t] + [self.eos_id] for t in targets], self.target_len)
+    dec_in_BxT = np.zeros_like(tgt_BxT)
+    dec_in_BxT[:, 1:] = tgt_BxT[:, :-1]
+    return {"decoder_input_tokens": dec_in_BxT, "decoder_target_tokens": tgt_BxT,
+            "decoder_loss_weights": (tgt_BxT > 0).astype(np.float32)}
+
+  def item_id_tokens(self, item: int) -> list[int]:
+    """Current ID tokens of `item` without EOS."""
+    return self._id_tokens[item]
+
+  def rec_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[int]],
+                targets: Sequence[int], template_idx: Sequence[int]) -> dict[str, np.ndarray]:
+    """Rec-phase batch: prompts with the current IDs and the target item's ID (+ `history_items`)."""
+    if self.free_running_steps is not None:
+      raise ValueError("rec batches need the hard IDs: build them with free_running_steps=None")
+    enc_BxS, _, hist_BxH = self._prompts(user_ids, histories, template_idx)
+    return {"encoder_input_tokens": enc_BxS, "history_items": hist_BxH, **self._targets(targets)}
+
+  def build(self, user_ids: Sequence[str], histories: Sequence[Sequence[int]],
+            targets: Sequence[int], template_idx: Sequence[int]) -> dict[str, np.ndarray]:
+    """One ID-phase batch of B prompts (see `id_phase.id_phase_loss` for keys and shapes)."""
+    if self.item_texts is None:
+      raise ValueError("ID-phase batches need item_texts")
+    if self._text_NxL is None:
+      self._text_NxL = _pad_rows([self.encode(t) + [self.eos_id] for t in self.item_texts],
+                                 self.text_len)
+    c = self._c
+    enc_BxS, slot_BxS, hist_BxH = self._prompts(user_ids, histories, template_idx)
     items_N = hist_BxH.reshape(-1)
     real_N = items_N >= 0
     text_NxL = np.where(real_N[:, None], self._text_NxL[np.maximum(items_N, 0)], 0)
@@ -121,9 +153,6 @@ class IdPhaseBatcher:
     id_targets_NxC = _pad_rows(ids, c if self.free_running_steps is None else self.id_len)
     id_inputs_NxC = np.zeros_like(id_targets_NxC)
     id_inputs_NxC[:, 1:] = id_targets_NxC[:, :-1]
-    tgt_BxT = _pad_rows([self._id_tokens[t] + [self.eos_id] for t in targets], self.target_len)
-    dec_in_BxT = np.zeros_like(tgt_BxT)
-    dec_in_BxT[:, 1:] = tgt_BxT[:, :-1]
     return {
         "item_text_tokens": text_NxL.astype(np.int32),
         "item_id_inputs": id_inputs_NxC,
@@ -131,7 +160,5 @@ class IdPhaseBatcher:
         "history_items": hist_BxH,
         "encoder_input_tokens": enc_BxS,
         "soft_slot": slot_BxS,
-        "decoder_input_tokens": dec_in_BxT,
-        "decoder_target_tokens": tgt_BxT,
-        "decoder_loss_weights": (tgt_BxT > 0).astype(np.float32),
+        **self._targets(targets),
     }
