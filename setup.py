@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "sentencepiece>=0.2,<0.3",
     "tqdm>=4.66",
     "matplotlib>=3.8",
+    "importlib_resources>=6",  # tensorflow-datasets 4.9 imports it without declaring it
 ]
 # The CPU PyTorch / Hugging Face stack, used only for parity tests and side-by-side benchmarks.
 HF_STACK = ["torch==2.13.0", "transformers==4.57.6"]
