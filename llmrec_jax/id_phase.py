@@ -118,11 +118,14 @@ def generator_logits_free_running(gen_model: models.EncoderDecoderModel, gen_par
   return jnp.swapaxes(logits_TxNxV, 0, 1), tokens_NxT
 
 
-def id_phase_loss(gen_params: Any, rec_params: Any, batch: Mapping[str, Array],
-                  dropout_rng: Optional[Array], *, gen_model: models.EncoderDecoderModel,
+def id_phase_loss(gen_params: Any, batch: Mapping[str, Array], dropout_rng: Optional[Array],
+                  rec_params: Any, *, gen_model: models.EncoderDecoderModel,
                   rec_model: models.EncoderDecoderModel, options: IdPhaseOptions,
                   punct_token_ids: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
   """Recommender loss on prompts with spliced soft IDs; differentiate w.r.t. `gen_params` only.
+
+  The argument order fits `trainer.train_step(state, batch, rng, rec_params)`: the frozen
+  recommender's params are a jit argument, not a compile-time constant.
 
   Batch (see `prompt_batches.PromptBatcher.build`): `item_text_tokens` [B*H, L];
   `item_id_inputs` / `item_id_targets` [B*H, C] (teacher forcing); `encoder_input_tokens` and

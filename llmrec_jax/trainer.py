@@ -25,35 +25,39 @@ def _split_microbatches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax
   return {k: split(v) for k, v in batch.items()}
 
 
-def compute_grads(params: Any, batch: Mapping[str, jax.Array], dropout_rng: jax.Array, *,
+def compute_grads(params: Any, batch: Mapping[str, jax.Array], dropout_rng: jax.Array, *aux: Any,
                   loss_fn: LossFn, num_microbatches: int = 1) -> tuple[Any, dict[str, jax.Array]]:
-  """Gradients of the mean microbatch loss, and metrics averaged over microbatches."""
+  """Gradients of the mean microbatch loss w.r.t. `params` (not `aux`, e.g. a frozen model's
+  params passed as jit arguments rather than baked-in constants), and metrics averaged over
+  microbatches."""
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   if num_microbatches <= 1:
-    (_, metrics), grads = grad_fn(params, batch, dropout_rng)
+    (_, metrics), grads = grad_fn(params, batch, dropout_rng, *aux)
     return grads, metrics
   micro = _split_microbatches(batch, num_microbatches)
   rngs = jax.random.split(dropout_rng, num_microbatches)
 
   def body(acc, xs):
     mb, rng = xs
-    (_, m), g = grad_fn(params, mb, rng)
+    (_, m), g = grad_fn(params, mb, rng, *aux)
     return jax.tree_util.tree_map(jnp.add, acc, (g, m)), None
 
   zeros_g = jax.tree_util.tree_map(jnp.zeros_like, params)
-  zeros_m = jax.eval_shape(lambda: grad_fn(params, jax.tree_util.tree_map(lambda x: x[0], micro), rngs[0])[0][1])
+  zeros_m = jax.eval_shape(lambda: grad_fn(params, jax.tree_util.tree_map(lambda x: x[0], micro), rngs[0],
+                                           *aux)[0][1])
   zeros_m = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zeros_m)
   (g_sum, m_sum), _ = jax.lax.scan(body, (zeros_g, zeros_m), (micro, rngs))
   scale = 1.0 / num_microbatches
   return jax.tree_util.tree_map(lambda g: g * scale, g_sum), jax.tree_util.tree_map(lambda m: m * scale, m_sum)
 
 
-def train_step(state: TrainState, batch: Mapping[str, jax.Array], dropout_rng: jax.Array, *,
+def train_step(state: TrainState, batch: Mapping[str, jax.Array], dropout_rng: jax.Array, *aux: Any,
                loss_fn: LossFn, tx: optax.GradientTransformation,
                num_microbatches: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer update. Pure: jit it (the `Trainer` does, donating the state)."""
+  """One optimizer update; `aux` is passed to `loss_fn` after the rng. Pure: jit it (the
+  `Trainer` does, donating the state)."""
   rng = jax.random.fold_in(dropout_rng, state.step)
-  grads, metrics = compute_grads(state.params, batch, rng, loss_fn=loss_fn,
+  grads, metrics = compute_grads(state.params, batch, rng, *aux, loss_fn=loss_fn,
                                  num_microbatches=num_microbatches)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -82,8 +86,9 @@ class Trainer:
     self._train = jax.jit(step, donate_argnums=(0,), **jit_kwargs)
     self._eval = jax.jit(functools.partial(eval_step, loss_fn=loss_fn))
 
-  def train(self, state: TrainState, batch: Mapping[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    return self._train(state, batch, self._dropout_rng)
+  def train(self, state: TrainState, batch: Mapping[str, jax.Array],
+            *aux: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+    return self._train(state, batch, self._dropout_rng, *aux)
 
   def evaluate(self, params: Any, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return self._eval(params, batch)

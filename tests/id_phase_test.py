@@ -94,7 +94,7 @@ def test_train_step_changes_only_the_generator(setup, options):
   rec_before = jax.tree_util.tree_map(np.array, rec)
 
   def loss_fn(g, bt, rng):
-    return id_phase.id_phase_loss(g, rec, bt, rng, gen_model=model, rec_model=model, options=options,
+    return id_phase.id_phase_loss(g, bt, rng, rec, gen_model=model, rec_model=model, options=options,
                                   punct_token_ids=jnp.array([VOCAB[";"], VOCAB["."]]))
   tx = optax.adam(1e-2)
   t = trainer.Trainer(loss_fn, tx)

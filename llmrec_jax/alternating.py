@@ -1,0 +1,337 @@
+"""The IDGenRec schedule: rounds of (ID phase, rec phase) in jit-compiled loops, with
+evaluation, model selection on validation and exact resume.
+
+ID phase: the recommender is frozen; the generator learns through soft IDs (`id_phase.py`);
+then every item and user gets a new unique ID from the trained generator (`IdAssigner`).
+Rec phase: the generator is frozen; the recommender is trained with teacher forcing on prompts
+rendered with the current IDs, then evaluated with trie-constrained top-K decoding.
+
+Everything a phase does is a function of (config, round, phase, step), so a run restored from a
+checkpoint continues exactly as the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import logging
+import math
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+import jax
+import numpy as np
+import tqdm
+
+from llmrec_jax import evaluation, id_phase, models, optimizers, prompt_batches, trainer
+from llmrec_jax.checkpoints import orbax_t5x
+from llmrec_jax.data import prompts
+from llmrec_jax.data.records import RecData
+from llmrec_jax.data.splits import LooSplit
+from llmrec_jax.train_state import TrainState
+
+log = logging.getLogger(__name__)
+
+
+class AltStyle(str, enum.Enum):
+  ID_FIRST = "id_first"  # the official schedule: the first ID phase runs through an untrained recommender
+  REC_FIRST = "rec_first"  # ours: train the recommender on the initial IDs first
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """How long each phase runs and how it is optimised (see gin_configs/idgenrec.gin)."""
+  rounds: int = 2
+  alt_style: AltStyle = AltStyle.REC_FIRST
+  rec_epochs: float = 1.0
+  id_epochs: float = 1.0
+  rec_batch_size: int = 64
+  id_batch_size: int = 12
+  rec_lr: float = 1e-3
+  id_lr: float = 1e-4
+  warmup_prop: float = 0.05
+  weight_decay: float = 0.01
+  clip_norm: float = 1.0
+  sample_num: int = 3
+  max_his: int = 20
+  regenerate_ids: bool = True
+  checkpoint_every_steps: int = 0  # 0: only at phase ends
+  seed: int = 2023
+
+  def __post_init__(self):
+    object.__setattr__(self, "alt_style", AltStyle(self.alt_style))
+    if self.rounds < 1 or self.rec_epochs < 0 or self.id_epochs < 0 or self.max_his < 2:
+      raise ValueError(f"Schedule: need rounds >= 1, epochs >= 0, max_his >= 2: {self}")
+
+  def phases(self) -> list[tuple[int, str]]:
+    order = ("id", "rec") if self.alt_style is AltStyle.ID_FIRST else ("rec", "id")
+    out = []
+    for r in range(self.rounds):
+      out += [(r, p) for p in order if (self.id_epochs if p == "id" else self.rec_epochs) > 0]
+    return out
+
+
+class IdAssigner(Protocol):
+  def __call__(self, gen_params: Any, item_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """New unique (item IDs per item index, user IDs per user index) from the generator."""
+
+
+@dataclasses.dataclass
+class Context:
+  """What the loop needs; built by `llmrec_jax.train` (or a test)."""
+  data: RecData
+  splits: dict[str, LooSplit]
+  item_texts: list[str]
+  encode: Callable[[str], list[int]]
+  templates: prompts.TemplateSet
+  rec_model: models.EncoderDecoderModel
+  gen_model: models.EncoderDecoderModel
+  rec_params: Any
+  gen_params: Any
+  item_ids: list[str]
+  user_ids: list[str]
+  assigner: Optional[IdAssigner]
+  schedule: Schedule = Schedule()
+  id_options: id_phase.IdPhaseOptions = id_phase.IdPhaseOptions()
+  decode: evaluation.DecodeOptions = evaluation.DecodeOptions()
+  lengths: dict[str, int] = dataclasses.field(default_factory=lambda: dict(
+      input_len=256, target_len=16, text_len=64, id_len=16))
+  eval_batch_size: int = 32
+  max_eval_examples: Optional[int] = None
+  exclude_seen: bool = False
+  model_dir: Optional[str] = None
+  keep_checkpoints: int = 2
+  log_fn: Callable[[dict[str, Any]], None] = lambda record: None
+  punct_token_ids: Optional[np.ndarray] = None
+
+
+def _steps(num_examples: int, epochs: float, batch_size: int) -> int:
+  return max(1, math.ceil(num_examples * epochs / batch_size))
+
+
+def phase_order(ctx: Context, rnd: int, phase: str) -> tuple[np.ndarray, np.ndarray]:
+  """(example index, template index) per training row, shuffled per (seed, round, phase)."""
+  split = ctx.splits["train"]
+  e, s = split.num_examples, ctx.schedule.sample_num
+  tids = prompts.sample_template_ids(e, len(ctx.templates.train), s, ctx.schedule.seed + 1000 * rnd)
+  ex = np.repeat(np.arange(e), s)
+  perm = np.random.default_rng([ctx.schedule.seed, rnd, phase == "id"]).permutation(e * s)
+  return ex[perm], tids.reshape(-1)[perm]
+
+
+def _rows(order, start, batch_size):
+  idx = (start + np.arange(batch_size)) % len(order[0])  # wraps around, as the official sampler
+  return order[0][idx], order[1][idx]
+
+
+def _batcher(ctx: Context, *, for_id_phase: bool = False) -> prompt_batches.PromptBatcher:
+  """Rec-phase prompts hold `max_his` items; ID-phase prompts `max_his // 2` (the official split)."""
+  L = ctx.lengths
+  free_running = (for_id_phase and ctx.id_options.generator_mode
+                  is id_phase.GeneratorMode.FREE_RUNNING_GREEDY)
+  return prompt_batches.PromptBatcher(
+      ctx.encode, ctx.item_texts, ctx.item_ids, ctx.templates.train,
+      num_history=ctx.schedule.max_his // 2 if for_id_phase else ctx.schedule.max_his,
+      text_len=L["text_len"], id_len=L["id_len"], input_len=L["input_len"], target_len=L["target_len"],
+      free_running_steps=ctx.id_options.free_running_steps if free_running else None)
+
+
+def _build(batcher, ctx, rows, *, id_batch: bool):
+  split = ctx.splits["train"]
+  ex, tids = rows
+  users = [ctx.user_ids[u] for u in split.user[ex]]
+  hist = [split.history[i] for i in ex]
+  fn = batcher.build if id_batch else batcher.rec_batch
+  b = fn(users, hist, split.target[ex], tids)
+  b.pop("history_items")
+  return b
+
+
+class IdGenRecLoop:
+  """Holds the optimizers, jitted steps and checkpoints of one IDGenRec run."""
+
+  def __init__(self, ctx: Context):
+    self.ctx = ctx
+    sch = ctx.schedule
+    n = ctx.splits["train"].num_examples * sch.sample_num
+    self.rec_steps = _steps(n, sch.rec_epochs, sch.rec_batch_size)
+    self.id_steps = _steps(n, sch.id_epochs, sch.id_batch_size)
+    # Schedules span all rounds, as the official code (one scheduler per model for the whole run).
+    rec_tx = optimizers.adamw(optimizers.linear_warmup_decay(
+        sch.rec_lr, int(sch.warmup_prop * self.rec_steps * sch.rounds), self.rec_steps * sch.rounds),
+        weight_decay=sch.weight_decay, clip_norm=sch.clip_norm)
+    id_tx = optimizers.adamw(optimizers.linear_warmup_decay(
+        sch.id_lr, int(sch.warmup_prop * self.id_steps * sch.rounds), self.id_steps * sch.rounds),
+        weight_decay=sch.weight_decay, clip_norm=sch.clip_norm)
+    self.rec_state = TrainState.create(ctx.rec_params, rec_tx)
+    self.gen_state = TrainState.create(ctx.gen_params, id_tx)
+    self.rec_trainer = trainer.Trainer(ctx.rec_model.loss_fn, rec_tx, dropout_seed=sch.seed)
+    # The frozen recommender's params are a jit argument of the ID step (not a constant).
+    self.id_trainer = trainer.Trainer(functools.partial(
+        id_phase.id_phase_loss, gen_model=ctx.gen_model, rec_model=ctx.rec_model,
+        options=ctx.id_options, punct_token_ids=ctx.punct_token_ids), id_tx, dropout_seed=sch.seed + 1)
+    self.topk_fn = evaluation.make_topk_fn(ctx.rec_model, ctx.decode)
+    self.position = 0  # index into schedule.phases()
+    self.step_in_phase = 0
+    self.results: list[dict[str, Any]] = []
+    self._ckpt = None
+    if ctx.model_dir:
+      self._ckpt = {name: orbax_t5x.CheckpointManager(f"{ctx.model_dir}/{name}", keep=ctx.keep_checkpoints)
+                    for name in ("recommender", "generator")}
+
+  # ------------------------------------------------------------------ checkpoints
+  def _global_step(self) -> int:
+    return int(self.rec_state.step) + int(self.gen_state.step)
+
+  def save(self) -> None:
+    if not self._ckpt:
+      return
+    step = self._global_step()
+    meta = {"position": self.position, "step_in_phase": self.step_in_phase, "results": self.results,
+            "item_ids": self.ctx.item_ids, "user_ids": self.ctx.user_ids}
+    self._ckpt["recommender"].save(step, orbax_t5x.to_t5x_tree(self.rec_state), meta)
+    self._ckpt["generator"].save(step, orbax_t5x.to_t5x_tree(self.gen_state), {"step": step})
+
+  def maybe_restore(self) -> bool:
+    """Restores the latest checkpoint of `model_dir`, if any. Returns whether it did."""
+    if not self._ckpt or self._ckpt["recommender"].latest_step() is None:
+      return False
+    step = self._ckpt["recommender"].latest_step()
+    rec, meta = self._ckpt["recommender"].restore(orbax_t5x.to_t5x_tree(self.rec_state), step)
+    gen, _ = self._ckpt["generator"].restore(orbax_t5x.to_t5x_tree(self.gen_state), step)
+    self.rec_state, self.gen_state = orbax_t5x.from_t5x_tree(rec), orbax_t5x.from_t5x_tree(gen)
+    self.position, self.step_in_phase = meta["position"], meta["step_in_phase"]
+    self.results = list(meta["results"])
+    self.ctx.item_ids, self.ctx.user_ids = list(meta["item_ids"]), list(meta["user_ids"])
+    log.info("restored checkpoint %d: phase %d, step %d", step, self.position, self.step_in_phase)
+    return True
+
+  # ------------------------------------------------------------------ phases
+  def _run_steps(self, rnd: int, phase: str, total: int, step_fn, batch_size: int, batcher, id_batch: bool,
+                 max_optimizer_steps: Optional[int] = None):
+    order = phase_order(self.ctx, rnd, phase)
+    every = self.ctx.schedule.checkpoint_every_steps
+    metrics = {}
+    with tqdm.tqdm(total=total, initial=self.step_in_phase, desc=f"round {rnd} {phase} phase",
+                   unit="step") as bar:
+      while self.step_in_phase < total:
+        rows = _rows(order, self.step_in_phase * batch_size, batch_size)
+        metrics = step_fn(_build(batcher, self.ctx, rows, id_batch=id_batch))
+        self.step_in_phase += 1
+        bar.update(1)
+        if self.step_in_phase % 50 == 0 or self.step_in_phase == total:
+          scalars = {k: float(v) for k, v in metrics.items()}
+          bar.set_postfix(loss=f"{scalars['loss']:.3f}")
+          self.ctx.log_fn({"round": rnd, "phase": phase, "step": self._global_step(),
+                           **{f"{phase}/{k}": v for k, v in scalars.items()}})
+        if every and self.step_in_phase % every == 0 and self.step_in_phase < total:
+          self.save()
+        if max_optimizer_steps is not None and self._global_step() >= max_optimizer_steps:
+          self.save()
+          raise _Preempted()
+    return {k: float(v) for k, v in metrics.items()}
+
+  def rec_phase(self, rnd: int, max_optimizer_steps: Optional[int] = None) -> dict[str, float]:
+    batcher = _batcher(self.ctx)
+
+    def step(batch):
+      self.rec_state, m = self.rec_trainer.train(self.rec_state, batch)
+      return m
+    return self._run_steps(rnd, "rec", self.rec_steps, step, self.ctx.schedule.rec_batch_size, batcher, False,
+                           max_optimizer_steps)
+
+  def id_phase(self, rnd: int, max_optimizer_steps: Optional[int] = None) -> dict[str, float]:
+    ctx = self.ctx
+    batcher = _batcher(ctx, for_id_phase=True)
+
+    def step(batch):
+      self.gen_state, m = self.id_trainer.train(self.gen_state, batch, self.rec_state.params)
+      return m
+    return self._run_steps(rnd, "id", self.id_steps, step, ctx.schedule.id_batch_size, batcher, True,
+                           max_optimizer_steps)
+
+  def regenerate_ids(self) -> None:
+    if self.ctx.assigner is None or not self.ctx.schedule.regenerate_ids:
+      return
+    items, users = self.ctx.assigner(self.gen_state.params, self.ctx.item_ids)
+    changed = sum(a != b for a, b in zip(items, self.ctx.item_ids))
+    log.info("regenerated IDs: %d of %d item IDs changed", changed, len(items))
+    self.ctx.item_ids, self.ctx.user_ids = list(items), list(users)
+
+  # ------------------------------------------------------------------ evaluation
+  def evaluate(self, split_name: str) -> dict[str, float]:
+    ctx = self.ctx
+    split = ctx.splits[split_name]
+    n = split.num_examples if ctx.max_eval_examples is None else min(ctx.max_eval_examples, split.num_examples)
+    batcher = _batcher(ctx)
+    trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(ctx.data.num_items)],
+                                      vocab_size=ctx.rec_model.module.config.vocab_size)
+    bs = ctx.eval_batch_size
+
+    def batches():
+      for start in range(0, n, bs):
+        idx = np.arange(start, start + bs) % n
+        b = batcher.rec_batch([ctx.user_ids[u] for u in split.user[idx]], [split.history[i] for i in idx],
+                              split.target[idx], np.zeros(bs, np.int32))
+        b.pop("history_items")
+        if ctx.exclude_seen:
+          b["excluded_items"] = _seen_items(ctx.data, split.user[idx], 2 if split_name == "valid" else 1)
+        yield b
+    metrics, _ = evaluation.evaluate(self.topk_fn, self.rec_state.params, trie, batches(),
+                                     split.target[:n], ks=ctx.decode.ks,
+                                     num_batches=math.ceil(n / bs), desc=f"evaluate {split_name}")
+    return metrics
+
+  # ------------------------------------------------------------------ the run
+  def run(self, max_optimizer_steps: Optional[int] = None) -> dict[str, Any]:
+    """Runs (or continues) the schedule. With `max_optimizer_steps`, stops (after saving a
+    checkpoint) once that many optimizer steps of both models are done; a later `run()` on a
+    restored loop continues exactly where this one stopped."""
+    phases = self.ctx.schedule.phases()
+    while self.position < len(phases):
+      rnd, phase = phases[self.position]
+      try:
+        if phase == "rec":
+          train_metrics = self.rec_phase(rnd, max_optimizer_steps)
+        else:
+          train_metrics = self.id_phase(rnd, max_optimizer_steps)
+      except _Preempted:
+        return summarize(self.results, stopped_at_step=self._global_step())
+      if phase == "id":
+        self.regenerate_ids()
+      record = {"round": rnd, "phase": phase, "step": self._global_step(), "train": train_metrics}
+      if phase == "rec":
+        record["valid"] = self.evaluate("valid")
+        record["test"] = self.evaluate("test")
+      self.results.append(record)
+      self.ctx.log_fn({"round": rnd, "phase": phase, "step": self._global_step(),
+                       **{f"{s}/{k}": v for s in ("valid", "test") for k, v in record.get(s, {}).items()}})
+      self.position += 1
+      self.step_in_phase = 0
+      self.save()
+    return summarize(self.results)
+
+
+def _seen_items(data: RecData, users_B: np.ndarray, held_out: int) -> np.ndarray:
+  """Every item a user interacted with before the target (`seq[:-held_out]`), -1 padded: [B, E]."""
+  seqs = [data.sequences[u][:-held_out] for u in users_B]
+  width = max(len(s) for s in data.sequences)  # fixed, so the decode step compiles once
+  out = np.full((len(seqs), width), -1, np.int32)
+  for i, s in enumerate(seqs):
+    out[i, :len(s)] = s
+  return out
+
+
+class _Preempted(Exception):
+  """Raised inside a phase when `max_optimizer_steps` is reached (a checkpoint was saved)."""
+
+
+def summarize(results: list[dict[str, Any]], select_on: Optional[str] = None,
+              stopped_at_step: Optional[int] = None) -> dict[str, Any]:
+  """Per-phase results plus the test metrics of the phase with the best validation `select_on`
+  (default: NDCG at the largest k)."""
+  evaluated = [r for r in results if "valid" in r]
+  if select_on is None and evaluated:
+    select_on = max((k for k in evaluated[0]["valid"] if k.startswith("ndcg@")), key=lambda k: int(k[5:]))
+  best = max(evaluated, key=lambda r: r["valid"][select_on]) if evaluated else None
+  return {"phases": results, "best": best, "selected_on": f"valid {select_on}",
+          "complete": stopped_at_step is None, "stopped_at_step": stopped_at_step}
