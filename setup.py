@@ -12,6 +12,7 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9,<5",
     "gin-config>=0.5,<0.6",
     "clu>=0.0.12,<0.1",
+    "tensorboard>=2.20",  # clu.metric_writers imports it
     "safetensors>=0.4,<1",
     "sentencepiece>=0.2,<0.3",
     "tqdm>=4.66",

@@ -15,6 +15,11 @@ jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# Tests build the same tiny models many times (fresh loops, restored runs); XLA's persistent
+# cache turns every repeat compilation into a disk read. Kept in the (git-ignored) repo .cache.
+jax.config.update("jax_compilation_cache_dir", str(REPO / ".cache" / "jax_compilation"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 SHARED = (REPO / ".." / "shared").resolve()
 
 

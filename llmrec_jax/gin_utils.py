@@ -1,0 +1,180 @@
+"""T5X-style command-line flags and gin parsing for our entry points (the only library module that
+imports gin; entry points use it, library code never does).
+
+An entry point looks like::
+
+  from llmrec_jax import gin_utils
+
+  def train(*, model_dir, ...): ...
+
+  def main(argv):
+    gin_utils.setup_multihost_from_flags()
+    gin.configurable(train)          # before parsing: a locked config refuses new configurables
+    gin_utils.parse_gin_flags()
+    gin_utils.write_operative_config(model_dir)
+    ...
+
+  if __name__ == "__main__":
+    gin_utils.run(main)
+
+Flags: `--gin_file` (repeatable), `--gin_bindings` (repeatable), `--gin.NAME=VALUE` (sugar for
+`--gin_bindings='NAME = VALUE'`), `--gin_search_paths` (comma list; user paths first, then our
+packaged `llmrec_jax.gin_configs`), `--tfds_data_dir`, and the multi-host flags
+`--multiprocess_gpu --coordinator_address --process_count --process_index`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+
+from llmrec_jax import gin_configs
+
+GIN_PREFIX = "--gin."
+OPERATIVE_CONFIG = "config.gin"
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines our entry-point flags on `flag_values` (once; later calls are no-ops)."""
+  if "gin_file" in flag_values:
+    return
+  fv = flag_values
+  flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), resolved against "
+                            "--gin_search_paths then the packaged gin_configs/.", flag_values=fv)
+  flags.DEFINE_multi_string("gin_bindings", [], "Individual gin bindings, applied after the "
+                            "files ('--gin.NAME=VALUE' is shorthand).", flag_values=fv)
+  flags.DEFINE_list("gin_search_paths", ["."], "Comma-separated folders searched for gin files "
+                    "and includes, before the packaged gin_configs/.", flag_values=fv)
+  flags.DEFINE_string("tfds_data_dir", None, "Overrides the TFDS data dir of every seqio "
+                      "TfdsDataSource.", flag_values=fv)
+  flags.DEFINE_bool("multiprocess_gpu", False, "Multi-process GPU run: call "
+                    "jax.distributed.initialize with the flags below.", flag_values=fv)
+  flags.DEFINE_string("coordinator_address", None, "IP:port of process 0 "
+                      "(--multiprocess_gpu).", flag_values=fv)
+  flags.DEFINE_integer("process_count", None, "Number of processes (--multiprocess_gpu).",
+                       flag_values=fv)
+  flags.DEFINE_integer("process_index", None, "This process's index (--multiprocess_gpu).",
+                       flag_values=fv)
+
+
+define_flags()
+
+
+def rewrite_gin_args(args: Sequence[str]) -> list[str]:
+  """`--gin.NAME=VALUE` -> `--gin_bindings=NAME = VALUE`; arguments after a bare `--` are kept.
+
+  Raises:
+    ValueError: for `--gin.NAME` without `=VALUE`.
+  """
+  out, passthrough = [], False
+  for arg in args:
+    if passthrough or not arg.startswith(GIN_PREFIX):
+      passthrough = passthrough or arg == "--"
+      out.append(arg)
+      continue
+    name, sep, value = arg[len(GIN_PREFIX):].partition("=")
+    if not sep or not name:
+      raise ValueError(f"gin flag {arg!r} must look like --gin.NAME=VALUE")
+    out.append(f"--gin_bindings={name} = {value}")
+  return out
+
+
+def search_paths(user_paths: Sequence[str] = ()) -> list[str]:
+  """Gin search path: user folders first, then the packaged `llmrec_jax.gin_configs`."""
+  paths = [os.path.abspath(os.path.expanduser(p)) for p in user_paths if p]
+  if gin_configs.PATH not in paths:
+    paths.append(gin_configs.PATH)
+  return paths
+
+
+def resolve_gin_file(name: str, paths: Sequence[str]) -> str:
+  """`name` as given (absolute, relative to the cwd, or a URL), else the first `paths/name`.
+
+  Raises:
+    FileNotFoundError listing every place searched.
+  """
+  if "://" in name or os.path.isfile(name):
+    return name
+  tried = [os.path.abspath(name)]
+  for folder in paths:
+    candidate = os.path.join(folder, name)
+    if os.path.isfile(candidate):
+      return candidate
+    tried.append(candidate)
+  raise FileNotFoundError(f"gin file {name!r} not found; searched: {tried}")
+
+
+def parse_gin_flags(gin_search_paths: Optional[Sequence[str]] = None,
+                    gin_files: Optional[Sequence[str]] = None,
+                    gin_bindings: Optional[Sequence[str]] = None,
+                    skip_unknown: bool = False, finalize_config: bool = True,
+                    flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Adds the search paths, then parses files and bindings (finalized: later edits and unknown
+  names fail loudly). Arguments default to the parsed flags."""
+  if gin_search_paths is None:
+    gin_search_paths = flag_values.gin_search_paths
+  if gin_files is None:
+    gin_files = flag_values.gin_file
+  if gin_bindings is None:
+    gin_bindings = flag_values.gin_bindings
+  paths = search_paths(gin_search_paths)
+  for path in paths:  # for `include` statements inside the files
+    gin.add_config_file_search_path(path)
+  # Top-level files are resolved here so the order (cwd, user paths, packaged) holds even when
+  # gin's global search list already has entries from an earlier call.
+  files = [resolve_gin_file(f, paths) for f in gin_files]
+  logging.info("gin files: %s; bindings: %s", files, list(gin_bindings))
+  gin.parse_config_files_and_bindings(files, list(gin_bindings),
+                                      finalize_config=finalize_config, skip_unknown=skip_unknown)
+
+
+def apply_tfds_data_dir(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Points every seqio `TfdsDataSource` at `--tfds_data_dir` (no-op when unset)."""
+  if flag_values.tfds_data_dir:
+    import seqio  # pylint: disable=g-import-not-at-top  # ~35 s cold: only when asked for
+    seqio.set_tfds_data_dir_override(flag_values.tfds_data_dir)
+
+
+def setup_multihost_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> bool:
+  """Initializes jax.distributed from the multi-host flags (before any device use)."""
+  from llmrec_jax import partitioning  # pylint: disable=g-import-not-at-top
+  if not flag_values.multiprocess_gpu:
+    return partitioning.initialize_distributed()  # auto-detects SLURM/MPI launches only
+  return partitioning.initialize_distributed(
+      coordinator_address=flag_values.coordinator_address,
+      num_processes=flag_values.process_count, process_id=flag_values.process_index)
+
+
+def write_operative_config(model_dir: str, filename: str = OPERATIVE_CONFIG) -> Optional[str]:
+  """Writes gin's operative config (the values actually used) to `model_dir/config.gin`.
+
+  Only process 0 writes; returns the path written, or None on other hosts. `model_dir` may be a
+  local path or any path `etils.epath` understands (e.g. gs://).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  if jax.process_index() != 0:
+    return None
+  path = epath.Path(model_dir) / filename
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(gin.operative_config_str())
+  return os.fspath(path)
+
+
+def summarize_gin_config(model_dir: str, summary_writer: Any = None, step: int = 0) -> None:
+  """T5X's `summarize_gin_config`: writes `config.gin` and, given a clu metric writer, the
+  operative config as Markdown text (TensorBoard's Text tab). Host 0 only."""
+  import jax  # pylint: disable=g-import-not-at-top
+  write_operative_config(model_dir)
+  if summary_writer is not None and jax.process_index() == 0:
+    summary_writer.write_texts(step, {"config": gin.markdown(gin.operative_config_str())})
+    summary_writer.flush()
+
+
+def run(main: Callable[[Sequence[str]], None]) -> None:
+  """`absl.app.run(main)` after rewriting `--gin.NAME=VALUE` arguments into `--gin_bindings`."""
+  app.run(main, flags_parser=lambda argv: app.parse_flags_with_usage(rewrite_gin_args(argv)))

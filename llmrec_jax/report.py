@@ -1,0 +1,119 @@
+"""Plot every metric of a run from its `metrics.jsonl`: `python -m llmrec_jax.report MODEL_DIR`.
+
+Writes a PNG (default `MODEL_DIR/metrics.png`) with one panel per metric against the step.
+When records carry a `round` field (alternating training), dashed vertical lines mark the steps
+where a new round starts. Needs only matplotlib (Agg, no display), not TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"  # = metric_writers.METRICS_FILE (not imported: it pulls in TF)
+RESERVED = ("step", "round")
+
+
+def load_metrics(path: str) -> list[dict[str, Any]]:
+  """Records of a metrics.jsonl file, in file order; blank lines are skipped.
+
+  Raises:
+    ValueError naming `path:line` for a line that is not a JSON object with an integer `step`
+    and numeric values.
+  """
+  records = []
+  with open(path, encoding="utf-8") as f:
+    for lineno, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+      if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+        raise ValueError(f"{path}:{lineno}: expected a JSON object with an integer 'step'")
+      bad = [k for k, v in record.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+      if bad:
+        raise ValueError(f"{path}:{lineno}: non-numeric values for {bad}")
+      records.append(record)
+  return records
+
+
+def metric_series(records: Sequence[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{metric name: (steps_N, values_N)} sorted by step, for every key but `step`/`round`."""
+  points: dict[str, list[tuple[int, float]]] = {}
+  for r in records:
+    for k, v in r.items():
+      if k not in RESERVED:
+        points.setdefault(k, []).append((r["step"], float(v)))
+  out = {}
+  for name in sorted(points):
+    pts = sorted(points[name], key=lambda p: p[0])
+    out[name] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+  return out
+
+
+def round_boundaries(records: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+  """[(step, round)] where the round differs from the previous record's (by step order)."""
+  rounds = sorted((r["step"], r["round"]) for r in records if "round" in r)
+  out = []
+  for i, (step, rnd) in enumerate(rounds):
+    if i and rnd != rounds[i - 1][1]:
+      out.append((step, rnd))
+  return out
+
+
+def plot_metrics(records: Sequence[dict[str, Any]], out_path: str, title: Optional[str] = None,
+                 ncols: int = 3) -> str:
+  """Writes a PNG with one panel per metric (x = step); returns `out_path`."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top  # Agg, no pyplot state
+  series = metric_series(records)
+  if not series:
+    raise ValueError("no metrics to plot (only 'step'/'round' fields)")
+  bounds = round_boundaries(records)
+  ncols = max(1, min(ncols, len(series)))
+  nrows = math.ceil(len(series) / ncols)
+  fig = Figure(figsize=(4.5 * ncols, 3.2 * nrows), layout="constrained")
+  axes = fig.subplots(nrows, ncols, squeeze=False)
+  for ax, (name, (steps, values)) in zip(axes.flat, series.items()):
+    ax.plot(steps, values, marker="." if len(steps) < 50 else None, linewidth=1.2)
+    for step, rnd in bounds:
+      ax.axvline(step, color="gray", linestyle="--", linewidth=0.8)
+      ax.annotate(f"r{rnd}", (step, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                  color="gray", va="top", ha="left")
+    ax.set_title(name, fontsize=10)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(series):]:
+    ax.set_visible(False)
+  if title:
+    fig.suptitle(title)
+  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+  fig.savefig(out_path, format="png", dpi=80)
+  return out_path
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+  parser = argparse.ArgumentParser(prog="python -m llmrec_jax.report", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("model_dir", help=f"run folder holding {METRICS_FILE} (or the file itself)")
+  parser.add_argument("--out", help="PNG to write (default: MODEL_DIR/metrics.png)")
+  args = parser.parse_args(argv)
+  path = args.model_dir
+  if os.path.isdir(path):
+    path = os.path.join(path, METRICS_FILE)
+  if not os.path.isfile(path):
+    parser.error(f"{path} not found")
+  out = args.out or os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.png")
+  plot_metrics(load_metrics(path), out, title=os.path.basename(os.path.dirname(os.path.abspath(path))))
+  print(out)
+  return out
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

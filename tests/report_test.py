@@ -1,0 +1,67 @@
+"""report: metrics.jsonl -> PNG with one panel per metric and round boundaries."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from llmrec_jax import report
+
+
+def _fake_run(folder, n=12):
+  lines = []
+  for step in range(n):
+    lines.append({"step": step, "train/loss": 3.0 / (step + 1), "round": step // 4})
+    if step % 4 == 3:
+      lines.append({"step": step, "eval/recall@10": 0.05 * step})
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / "metrics.jsonl").write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+  return lines
+
+
+def test_series_and_round_boundaries(tmp_path):
+  lines = _fake_run(tmp_path)
+  records = report.load_metrics(str(tmp_path / "metrics.jsonl"))
+  assert records == lines
+  series = report.metric_series(records)
+  assert sorted(series) == ["eval/recall@10", "train/loss"]
+  steps, values = series["eval/recall@10"]
+  np.testing.assert_array_equal(steps, [3, 7, 11])
+  np.testing.assert_allclose(values, [0.15, 0.35, 0.55])
+  # Brute force: the steps where the round differs from the step before.
+  want = [(s, s // 4) for s in range(1, 12) if s // 4 != (s - 1) // 4]
+  assert report.round_boundaries(records) == want == [(4, 1), (8, 2)]
+
+
+def test_cli_writes_a_valid_png(tmp_path):
+  _fake_run(tmp_path / "run")
+  out = report.main([str(tmp_path / "run"), "--out", str(tmp_path / "plots" / "m.png")])
+  img = mpimg.imread(out)
+  assert img.ndim == 3 and img.shape[2] in (3, 4)
+  assert img.shape[0] > 100 and img.shape[1] > 200
+  assert img[..., :3].std() > 0.01  # not a blank canvas
+
+
+def test_module_entry_point_default_output(tmp_path):
+  _fake_run(tmp_path / "run")
+  proc = subprocess.run([sys.executable, "-m", "llmrec_jax.report", str(tmp_path / "run")],
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert mpimg.imread(str(tmp_path / "run" / "metrics.png")).ndim == 3
+
+
+def test_bad_lines_name_file_and_line(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 0, "loss": 1.0}\n\n{"step": 1, "loss": \n')
+  with pytest.raises(ValueError, match=r"metrics.jsonl:3: not valid JSON"):
+    report.load_metrics(str(path))
+  path.write_text('{"step": 0, "loss": "high"}\n')
+  with pytest.raises(ValueError, match=r"metrics.jsonl:1: non-numeric values for \['loss'\]"):
+    report.load_metrics(str(path))
+  path.write_text('{"loss": 1.0}\n')
+  with pytest.raises(ValueError, match=r":1: expected a JSON object with an integer 'step'"):
+    report.load_metrics(str(path))
+  with pytest.raises(ValueError, match="no metrics"):
+    report.plot_metrics([{"step": 0, "round": 1}], str(tmp_path / "x.png"))
