@@ -1,0 +1,400 @@
+"""Beam search in `lax.while_loop` with a KV cache and an explicit constraint hook.
+
+T5X-compatible: `beam_search(inputs, cache, tokens_to_logits, eos_id, num_decodes, alpha,
+max_decode_len, decode_rng, cache_offset)` keeps T5X's keyword names, its `DecodingState`
+fields and its output convention (`[B, K, L]` sequences, `[B, K]` scores, **ascending: best
+last**). Conventions shared with T5X:
+
+* `cache` arrives with batch B (batch axis at `cache_offset`); the beam axis is added here. Leaves
+  named `cache_index`, `cached_bias` or `position_embedder_index` are left alone.
+* Sequences carry a dummy BOS (0) in slot 0; `cur_index` is the slot of `cur_token`.
+* `inputs` only gives B and the default `max_decode_len`; prompts are not forced.
+* Scores: `sum_logprob / P(len)` with len = generated tokens incl. EOS and P from
+  `length_normalization`: 't5x' ((5+len)/6)**alpha, 'hf' len**length_penalty (HF
+  `BeamHypotheses`: `generated_len` = new tokens incl. EOS, the decoder start token excluded),
+  'none' 1.
+* The top 2K candidates per step are kept; all of them may finish (T5X), and the search stops
+  only when no live beam can still beat the worst finished one (an exact bound at both ends of
+  the remaining lengths), so with K >= number of reachable sequences the result is exhaustive.
+  HF's beam-search rules (only the top K candidates may finish, heuristic early stop, live
+  beams finalised at max length) are `diverse.hf_beam_search` (= group search with one group;
+  checked against transformers' `generate` in tests/decoding/hf_parity_test.py).
+
+Masking: log-probabilities are computed over the full vocab and then masked (HF
+`prefix_allowed_tokens_fn` semantics: scores are the model's own probabilities, not
+renormalised over the allowed tokens). Two hooks, AND-ed:
+* `logits_mask_fn(decoding_state) -> bool [BK, V]`: stateless;
+* `constraint`: an object with `init(batch_size, num_beams) -> state` (leaves [BK, ...]),
+  `mask(state, vocab_size) -> bool [BK, V]` and `update(state, token_BK) -> state`; its state is
+  gathered with the beams, so a trie walk costs one step per token (see `TrieConstraint`).
+"""
+from __future__ import annotations
+
+import enum
+import functools
+from typing import Any, Callable, Optional, Protocol
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from llmrec_jax.decoding import trie as trie_lib
+
+PyTree = Any
+NEG_INF = -np.inf
+_CACHE_SKIP = ("cache_index", "cached_bias", "position_embedder_index")
+
+
+@flax.struct.dataclass
+class DecodingState:
+  """What `tokens_to_logits` sees (T5X field names)."""
+  cur_index: jax.Array  # int32 scalar: slot of cur_token in `sequences`
+  sequences: jax.Array  # int32 [BK, L + 1]: slot 0 is the dummy BOS
+  cur_token: jax.Array  # int32 [BK, 1]
+  cache: PyTree  # leaves [BK, ...] (batch axis at cache_offset)
+
+
+class Constraint(Protocol):
+  """Per-beam decoding constraint; its state pytree has leading [BK] leaves."""
+
+  def init(self, batch_size: int, num_beams: int) -> PyTree: ...
+
+  def mask(self, state: PyTree, vocab_size: int) -> jax.Array: ...
+
+  def update(self, state: PyTree, token_BK: jax.Array) -> PyTree: ...
+
+
+class LengthNormalization(str, enum.Enum):
+  T5X = "t5x"  # sum_logprob / ((5 + len) / 6) ** alpha
+  HF = "hf"  # sum_logprob / len ** length_penalty
+  NONE = "none"  # sum_logprob
+
+
+def length_penalty_divisor(length, mode: LengthNormalization, alpha: float,
+                           length_penalty: float) -> jax.Array:
+  """P(len) for the chosen normalisation; len counts generated tokens incl. EOS."""
+  length = jnp.asarray(length, jnp.float32)
+  if mode == LengthNormalization.T5X:
+    return ((5.0 + length) / 6.0) ** alpha
+  if mode == LengthNormalization.HF:
+    return length ** length_penalty
+  return jnp.ones_like(length)
+
+
+# ------------------------------------------------------------------------- trie hook
+@flax.struct.dataclass
+class TrieState:
+  node_BK: jax.Array  # int32 [BK]
+  excluded_BKxE: Optional[jax.Array]  # int32 [BK, E] or None
+
+
+@flax.struct.dataclass
+class TrieConstraint:
+  """Keeps every beam on a path of the item trie; optionally bans some items per example.
+
+  Attributes:
+    trie: `trie.TrieArrays`.
+    excluded_BxE: int32 [B, E] item indices to ban (pad with -1), or None. Subtrees holding
+      only banned items are pruned, so this decodes exactly as a per-example trie of the other
+      items would (IDGenRec's filtered evaluation).
+  """
+  trie: trie_lib.TrieArrays
+  excluded_BxE: Optional[jax.Array] = None
+
+  def init(self, batch_size: int, num_beams: int) -> TrieState:
+    node = jnp.full((batch_size * num_beams,), trie_lib.ROOT, jnp.int32)
+    excl = None
+    if self.excluded_BxE is not None:
+      if self.excluded_BxE.shape[0] != batch_size:
+        raise ValueError(f"excluded_BxE has batch {self.excluded_BxE.shape[0]}, "
+                         f"inputs have {batch_size}")
+      excl = jnp.repeat(self.excluded_BxE.astype(jnp.int32), num_beams, axis=0)
+    return TrieState(node, excl)
+
+  def mask(self, state: TrieState, vocab_size: int) -> jax.Array:
+    return trie_lib.allowed_mask(self.trie, state.node_BK, vocab_size, state.excluded_BKxE)
+
+  def update(self, state: TrieState, token_BK: jax.Array) -> TrieState:
+    return state.replace(node_BK=trie_lib.trie_step(self.trie, state.node_BK, token_BK))
+
+
+# ------------------------------------------------------------------------- beam helpers
+def cache_map(fn: Callable[[jax.Array], jax.Array], cache: PyTree) -> PyTree:
+  """Applies fn to every cache leaf except scalars and index/bias bookkeeping leaves."""
+
+  def apply(path, x):
+    last = path[-1] if path else None
+    name = getattr(last, "key", getattr(last, "name", None))
+    if name in _CACHE_SKIP or jnp.ndim(x) == 0:
+      return x
+    return fn(x)
+
+  return jax.tree_util.tree_map_with_path(apply, cache)
+
+
+def add_beam_dim(x: jax.Array, num_beams: int, offset: int = 0) -> jax.Array:
+  """[.., B, ...] -> [.., B, K, ...] by repetition (batch axis at `offset`)."""
+  x = jnp.expand_dims(x, offset + 1)
+  reps = [1] * x.ndim
+  reps[offset + 1] = num_beams
+  return jnp.tile(x, reps)
+
+
+def flatten_beam_dim(x: jax.Array, offset: int = 0) -> jax.Array:
+  """[.., B, K, ...] -> [.., B*K, ...]."""
+  s = x.shape
+  return x.reshape(s[:offset] + (s[offset] * s[offset + 1],) + s[offset + 2:])
+
+
+def unflatten_beam_dim(x: jax.Array, batch_size: int, offset: int = 0) -> jax.Array:
+  """[.., B*K, ...] -> [.., B, K, ...]."""
+  s = x.shape
+  return x.reshape(s[:offset] + (batch_size, s[offset] // batch_size) + s[offset + 1:])
+
+
+def gather_beams(x: jax.Array, beam_BxK: jax.Array, offset: int = 0) -> jax.Array:
+  """x[.., b, beam_BxK[b, k], ...]: [.., B, K_old, ...] -> [.., B, K_new, ...]."""
+  idx = beam_BxK.reshape((1,) * offset + beam_BxK.shape + (1,) * (x.ndim - offset - 2))
+  return jnp.take_along_axis(x, idx, axis=offset + 1, mode="clip")
+
+
+def gather_beams_tree(tree: PyTree, beam_BxK: jax.Array, batch_size: int, offset: int = 0,
+                      is_cache: bool = False) -> PyTree:
+  """Gathers flat [B*K_old, ...] leaves (batch axis at offset) by beam_BxK -> [B*K, ...].
+
+  With is_cache, leaves `cache_map` skips (scalars, cache_index, ...) are left alone.
+  """
+
+  def fn(x):
+    return flatten_beam_dim(
+        gather_beams(unflatten_beam_dim(x, batch_size, offset), beam_BxK, offset), offset)
+
+  if is_cache:
+    return cache_map(fn, tree)
+  return jax.tree_util.tree_map(fn, tree)
+
+
+def select_candidates(logprob_BxKxV: jax.Array, num: int):
+  """Top `num` (beam, token) continuations.
+
+  Returns:
+    (value_BxN, beam_BxN, token_BxN), best first; K * V must fit int32.
+  """
+  b, k, v = logprob_BxKxV.shape
+  val, flat = jax.lax.top_k(logprob_BxKxV.reshape(b, k * v), num)
+  return val, (flat // v).astype(jnp.int32), (flat % v).astype(jnp.int32)
+
+
+def step_log_probs(logits_BKxV: jax.Array, mask_BKxV: Optional[jax.Array]) -> jax.Array:
+  """log_softmax over the full vocab in float32, then -inf where the mask forbids."""
+  lp = jax.nn.log_softmax(logits_BKxV.astype(jnp.float32), axis=-1)
+  if mask_BKxV is not None:
+    lp = jnp.where(mask_BKxV, lp, NEG_INF)
+  return lp
+
+
+def combined_mask(decoding_state: DecodingState, constraint: Optional[Constraint], cstate,
+                  logits_mask_fn, vocab_size: int) -> Optional[jax.Array]:
+  mask = None
+  if logits_mask_fn is not None:
+    mask = logits_mask_fn(decoding_state)
+  if constraint is not None:
+    cmask = constraint.mask(cstate, vocab_size)
+    mask = cmask if mask is None else mask & cmask
+  return mask
+
+
+# ------------------------------------------------------------------------- beam search
+@flax.struct.dataclass
+class BeamState:
+  cur_index: jax.Array  # int32 scalar
+  live_logprobs_BxK: jax.Array  # float32, sorted best first
+  live_seqs_BxKxL1: jax.Array  # int32, slot 0 = BOS
+  finished_scores_BxK: jax.Array  # float32 (normalised), sorted best first
+  finished_seqs_BxKxL1: jax.Array  # int32
+  finished_flags_BxK: jax.Array  # bool
+  cache: PyTree  # leaves [BK, ...] (batch axis at cache_offset)
+  constraint_state: PyTree  # leaves [BK, ...]
+
+
+def beam_search(inputs: jax.Array,
+                cache: PyTree,
+                tokens_to_logits: Callable[[DecodingState], tuple[jax.Array, PyTree]],
+                eos_id: int,
+                num_decodes: int = 4,
+                alpha: float = 0.6,
+                max_decode_len: Optional[int] = None,
+                decode_rng: Optional[jax.Array] = None,
+                cache_offset: int = 0,
+                *,
+                logits_mask_fn: Optional[Callable[[DecodingState], jax.Array]] = None,
+                constraint: Optional[Constraint] = None,
+                length_normalization: str | LengthNormalization = "t5x",
+                length_penalty: float = 1.0,
+                min_log_prob: float = -1e7,
+                column_token_ids: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:
+  """Beam search (see the module docstring for conventions).
+
+  Args:
+    inputs: int32 [B, L]; only its shape is used.
+    cache: decoder cache for batch B (beam axis added here).
+    tokens_to_logits: DecodingState -> (logits [BK, V], new cache [BK, ...]).
+    eos_id: end token.
+    num_decodes: K beams, all returned.
+    alpha: T5X brevity-penalty exponent (length_normalization='t5x').
+    max_decode_len: L; default inputs.shape[1].
+    decode_rng: unused (T5X signature).
+    cache_offset: axis of the batch in cache leaves (1 for scanned layers).
+    logits_mask_fn: optional DecodingState -> bool [BK, V] of allowed tokens.
+    constraint: optional stateful `Constraint` (e.g. `TrieConstraint`).
+    length_normalization: 't5x' | 'hf' | 'none'.
+    length_penalty: HF exponent (length_normalization='hf').
+    min_log_prob: live beams whose log-probability falls below this are treated as dead.
+    column_token_ids: optional int32 [V'] when `tokens_to_logits` only computes the logits of
+      these tokens (e.g. `ItemTrie.token_ids`, for a cheaper output projection): column j is
+      token column_token_ids[j]. Masks and the constraint then work on columns (build the trie
+      with `ItemTrie.compact()`), sequences hold real token ids, and the softmax is over the
+      V' columns only.
+  Returns:
+    (sequences [B, K, L] int32, scores [B, K] float32), ascending (best last). A slot with no
+    finished sequence has score -inf; a batch element with none finished at all returns its
+    live beams and their log-probabilities instead (T5X behaviour).
+  """
+  del decode_rng
+  mode = LengthNormalization(length_normalization)
+  b = inputs.shape[0]
+  k = num_decodes
+  length = inputs.shape[1] if max_decode_len is None else max_decode_len
+  penalty = functools.partial(length_penalty_divisor, mode=mode, alpha=alpha,
+                              length_penalty=length_penalty)
+  cache0 = cache_map(lambda x: flatten_beam_dim(add_beam_dim(x, k, cache_offset), cache_offset),
+                     cache)
+  live0 = jnp.full((b, k), NEG_INF, jnp.float32).at[:, 0].set(0.0)
+  state0 = BeamState(
+      cur_index=jnp.array(0, jnp.int32),
+      live_logprobs_BxK=live0,
+      live_seqs_BxKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
+      finished_scores_BxK=jnp.full((b, k), NEG_INF, jnp.float32),
+      finished_seqs_BxKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
+      finished_flags_BxK=jnp.zeros((b, k), jnp.bool_),
+      cache=cache0,
+      constraint_state=None if constraint is None else constraint.init(b, k))
+
+  def cond(state: BeamState):
+    best_live = state.live_logprobs_BxK[:, 0]
+    # Best reachable normalised score of a live beam: P is monotone in len, so check both
+    # ends of the remaining lengths (cur_index + 1 .. length).
+    bound = jnp.maximum(best_live / penalty(state.cur_index + 1), best_live / penalty(length))
+    worst_finished = jnp.where(state.finished_flags_BxK.all(axis=1),
+                               state.finished_scores_BxK[:, -1], NEG_INF)
+    hopeless = (best_live < min_log_prob) | (worst_finished >= bound)
+    return (state.cur_index < length) & ~hopeless.all()
+
+  def body(state: BeamState) -> BeamState:
+    i = state.cur_index
+    flat_seqs = state.live_seqs_BxKxL1.reshape(b * k, length + 1)
+    ds = DecodingState(cur_index=i, sequences=flat_seqs,
+                       cur_token=jax.lax.dynamic_slice_in_dim(flat_seqs, i, 1, axis=1),
+                       cache=state.cache)
+    logits_BKxV, new_cache = tokens_to_logits(ds)
+    v = logits_BKxV.shape[-1]
+    mask = combined_mask(ds, constraint, state.constraint_state, logits_mask_fn, v)
+    lp_BxKxV = step_log_probs(logits_BKxV, mask).reshape(b, k, v)
+    cand_BxKxV = state.live_logprobs_BxK[:, :, None] + lp_BxKxV
+    val_Bx2K, beam_Bx2K, col_Bx2K = select_candidates(cand_BxKxV, min(2 * k, k * v))
+    tok_Bx2K = col_Bx2K if column_token_ids is None else column_token_ids[col_Bx2K]
+    seqs_Bx2KxL1 = gather_beams(state.live_seqs_BxKxL1, beam_Bx2K)
+    seqs_Bx2KxL1 = jax.lax.dynamic_update_slice_in_dim(seqs_Bx2KxL1, tok_Bx2K[:, :, None], i + 1,
+                                                       axis=2)
+    finite = val_Bx2K > NEG_INF
+    is_eos = (tok_Bx2K == eos_id) & finite
+    # Live: best K candidates that did not just end.
+    live_val, pick_BxK = jax.lax.top_k(jnp.where(is_eos, NEG_INF, val_Bx2K), k)
+    from_BxK = jnp.take_along_axis(beam_Bx2K, pick_BxK, axis=1)
+    col_BxK = jnp.take_along_axis(col_Bx2K, pick_BxK, axis=1)
+    live_seqs = jnp.take_along_axis(seqs_Bx2KxL1, pick_BxK[:, :, None], axis=1)
+    cache_next = gather_beams_tree(new_cache, from_BxK, b, cache_offset, is_cache=True)
+    cstate = state.constraint_state
+    if constraint is not None:
+      cstate = constraint.update(gather_beams_tree(cstate, from_BxK, b), col_BxK.reshape(-1))
+    # Finished: merge the K kept ones with the candidates that just ended.
+    new_scores = jnp.where(is_eos, val_Bx2K / penalty(i + 1), NEG_INF)
+    all_scores = jnp.concatenate([state.finished_scores_BxK, new_scores], axis=1)
+    all_seqs = jnp.concatenate([state.finished_seqs_BxKxL1, seqs_Bx2KxL1], axis=1)
+    all_flags = jnp.concatenate([state.finished_flags_BxK, is_eos], axis=1)
+    fin_scores, fpick = jax.lax.top_k(all_scores, k)
+    return BeamState(
+        cur_index=i + 1,
+        live_logprobs_BxK=live_val,
+        live_seqs_BxKxL1=live_seqs,
+        finished_scores_BxK=fin_scores,
+        finished_seqs_BxKxL1=jnp.take_along_axis(all_seqs, fpick[:, :, None], axis=1),
+        finished_flags_BxK=jnp.take_along_axis(all_flags, fpick, axis=1),
+        cache=cache_next,
+        constraint_state=cstate)
+
+  final = jax.lax.while_loop(cond, body, state0)
+  any_finished_B = final.finished_flags_BxK.any(axis=1)
+  seqs = jnp.where(any_finished_B[:, None, None], final.finished_seqs_BxKxL1,
+                   final.live_seqs_BxKxL1)
+  scores = jnp.where(any_finished_B[:, None], final.finished_scores_BxK,
+                     final.live_logprobs_BxK)
+  # Best-first internally; T5X returns ascending.
+  return seqs[:, ::-1, 1:], scores[:, ::-1]
+
+
+def constrained_beam_search(inputs: jax.Array,
+                            cache: PyTree,
+                            tokens_to_logits: Callable[[DecodingState], tuple[jax.Array, PyTree]],
+                            eos_id: int,
+                            num_decodes: int = 4,
+                            alpha: float = 0.6,
+                            max_decode_len: Optional[int] = None,
+                            decode_rng: Optional[jax.Array] = None,
+                            cache_offset: int = 0,
+                            *,
+                            trie: trie_lib.ItemTrie | trie_lib.TrieArrays,
+                            excluded_items: Optional[jax.Array] = None,
+                            return_item_indices: bool = False,
+                            **kwargs):
+  """T5X `decode_fn` restricted to the items of `trie`; bind with functools.partial / gin.
+
+  Args:
+    (as `beam_search`), plus
+    trie: `ItemTrie` or its `TrieArrays`. Large tries are best passed as a jit argument (a
+      closed-over trie becomes an XLA constant).
+    excluded_items: optional int32 [B, E] item indices to ban per example (-1 = padding);
+      equivalent to a per-example trie without them.
+    return_item_indices: also return the item index of every decode.
+    **kwargs: forwarded to `beam_search` (length_normalization, length_penalty, ...).
+  Returns:
+    (sequences [B, K, L], scores [B, K]) ascending, plus items [B, K] int32 (-1 for a slot
+    without a finished item) when return_item_indices.
+  """
+  arrays = trie_arrays_for(trie, eos_id, kwargs.get("column_token_ids"),
+                           inputs.shape[1] if max_decode_len is None else max_decode_len)
+  excl = None if excluded_items is None else jnp.asarray(excluded_items, jnp.int32)
+  seqs, scores = beam_search(inputs, cache, tokens_to_logits, eos_id, num_decodes, alpha,
+                             max_decode_len, decode_rng, cache_offset,
+                             constraint=TrieConstraint(arrays, excl), **kwargs)
+  if not return_item_indices:
+    return seqs, scores
+  if kwargs.get("column_token_ids") is not None:
+    raise ValueError("return_item_indices needs the full-vocab trie; map the sequences with "
+                     "ItemTrie.items_from_sequences instead")
+  items = trie_lib.items_from_sequences(arrays, seqs)
+  return seqs, scores, jnp.where(scores > NEG_INF, items, -1)
+
+
+def trie_arrays_for(trie, eos_id: int, column_token_ids=None,
+                    max_decode_len: Optional[int] = None) -> trie_lib.TrieArrays:
+  """Device arrays of `trie`, checked against the decoder's EOS (a column id when compact) and
+  length (an item longer than max_decode_len could never be decoded: a silent recall loss)."""
+  arrays = trie.arrays if isinstance(trie, trie_lib.ItemTrie) else trie
+  if column_token_ids is None and arrays.eos_id != eos_id:
+    raise ValueError(f"trie was built with eos_id={arrays.eos_id}, decoding uses {eos_id}")
+  if max_decode_len is not None and max_decode_len < arrays.max_len:
+    raise ValueError(f"max_decode_len={max_decode_len} but the longest item has {arrays.max_len} "
+                     "tokens (EOS included); raise the target length")
+  return arrays
