@@ -55,6 +55,9 @@ class PromptBatcher:
   free_running_steps: Optional[int] = None
   eos_id: int = 1
   sep: str = prompts.HISTORY_SEP
+  # Encoder inputs are cut to the batch's longest prompt rounded up to this multiple (a few
+  # compiled shapes instead of always `input_len`); 0 keeps `input_len`.
+  length_bucket: int = 32
 
   def __post_init__(self):
     if self.item_texts is not None and len(self.item_texts) != len(self.item_ids):
@@ -115,6 +118,10 @@ class PromptBatcher:
       enc_BxS[i, :len(tokens)] = tokens
       slot_BxS[i, :len(slots)] = slots
       hist_BxH[i, :len(hist)] = hist
+    if self.length_bucket:
+      longest = int((enc_BxS > 0).sum(axis=1).max())
+      s = min(self.input_len, -(-longest // self.length_bucket) * self.length_bucket)
+      enc_BxS, slot_BxS = enc_BxS[:, :s], slot_BxS[:, :s]
     return enc_BxS, slot_BxS, hist_BxH
 
   def _targets(self, targets):

@@ -1,0 +1,108 @@
+"""Train IDGenRec: `python -m llmrec_jax.train --gin_file=idgenrec.gin [--gin.NAME=VALUE ...]`.
+
+Flags as `t5x.train`: --gin_file (repeatable), --gin_bindings, --gin.NAME=VALUE, --gin_search_paths,
+--tfds_data_dir, and the multi-host flags. Our gin_configs/ is always on the search path.
+Writes to MODEL_DIR: config.gin, checkpoints (recommender/, generator/), metrics.jsonl,
+TensorBoard events, id tables per phase and results.json (per phase + best on validation).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Optional
+
+from llmrec_jax import alternating, evaluation, id_phase, idgenrec
+from llmrec_jax.data import item_text, splits as splits_lib
+
+log = logging.getLogger(__name__)
+
+
+def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Optional[str] = None,
+          dataset_vocab_size: int = 2000, template_set: str = "llmrec_default",
+          rec_size: str = "t5_tiny", gen_size: str = "t5_tiny", dropout_rate: float = 0.1,
+          rec_checkpoint: Optional[str] = None, gen_checkpoint: Optional[str] = None,
+          initial_ids: str = "bootstrap", bootstrap_steps: int = 300, leaky_user_ids: bool = False,
+          loss_normalizing_factor: str = "NUM_REAL_TARGET_TOKENS",
+          schedule: alternating.Schedule = alternating.Schedule(),
+          id_options: id_phase.IdPhaseOptions = id_phase.IdPhaseOptions(),
+          decode: evaluation.DecodeOptions = evaluation.DecodeOptions(),
+          input_len: int = 256, target_len: int = 16, text_len: int = 64, id_len: int = 16,
+          eval_batch_size: int = 32, max_eval_examples: Optional[int] = None, exclude_seen: bool = False,
+          id_batch_size: int = 256, synthetic_users: int = 300, synthetic_items: int = 200,
+          keep_checkpoints: int = 2, max_optimizer_steps: Optional[int] = None,
+          on_start=None) -> dict[str, Any]:
+  """Runs (or resumes, from MODEL_DIR) IDGenRec and returns the results summary.
+
+  `on_start(model_dir)` runs once the arguments are bound (the CLI writes config.gin there)."""
+  from llmrec_jax import metric_writers  # pylint: disable=g-import-not-at-top
+  os.makedirs(model_dir, exist_ok=True)
+  if on_start is not None:
+    on_start(model_dir)
+  data = idgenrec.load_data(data_dir, synthetic_users=synthetic_users, synthetic_items=synthetic_items,
+                            seed=schedule.seed)
+  split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
+  yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
+  texts = [item_text.render_item_text(m, fields=item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS)
+           for m in data.item_meta]
+  tokenizer, vocab_size = idgenrec.load_tokenizer(vocab_path, data, dataset_vocab_size=dataset_vocab_size)
+  rec_model, rec_params = idgenrec.init_model(rec_size, vocab_size, dropout_rate=dropout_rate,
+                                              seed=schedule.seed, checkpoint=rec_checkpoint,
+                                              loss_normalizing_factor=loss_normalizing_factor)
+  boot = {}
+  if gen_checkpoint or initial_ids == "title":
+    gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
+                                                seed=schedule.seed + 1, checkpoint=gen_checkpoint)
+    gen_config = gen_model.module.config
+  else:
+    gen_config, gen_params, boot = idgenrec.bootstrap_generator(
+        data, texts, tokenizer, vocab_size, size=gen_size, steps=bootstrap_steps, seed=schedule.seed,
+        data_dir=data_dir, max_input_tokens=text_len)
+    gen_model, _ = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate, seed=0)
+  assigner = idgenrec.GeneratorAssigner(
+      gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
+      options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len))
+  item_ids, user_ids = idgenrec.initial_ids(initial_ids, data, data_dir, assigner=assigner, gen_params=gen_params)
+  writer = metric_writers.create_metric_writer(model_dir, log_to_stdout=False)
+
+  def log_fn(record):
+    scalars = {k: v for k, v in record.items() if k not in ("step", "phase")}
+    writer.write_scalars(record["step"], scalars)
+    writer.flush()
+  ctx = alternating.Context(
+      data=data, splits=split, item_texts=texts, encode=tokenizer.encode, templates=idgenrec.load_templates(template_set),
+      rec_model=rec_model, gen_model=gen_model, rec_params=rec_params, gen_params=gen_params,
+      item_ids=item_ids, user_ids=user_ids, assigner=assigner, schedule=schedule, id_options=id_options,
+      decode=decode, lengths=dict(input_len=input_len, target_len=target_len, text_len=text_len, id_len=id_len),
+      eval_batch_size=eval_batch_size, max_eval_examples=max_eval_examples, exclude_seen=exclude_seen,
+      model_dir=model_dir, keep_checkpoints=keep_checkpoints, log_fn=log_fn,
+      punct_token_ids=idgenrec.punctuation_token_ids(tokenizer))
+  loop = alternating.IdGenRecLoop(ctx)
+  loop.maybe_restore()
+  summary = loop.run(max_optimizer_steps=max_optimizer_steps)
+  summary.update(dataset=data.name, bootstrap=boot, id_stats=assigner.stats,
+                 train_examples=split["train"].num_examples)
+  with open(os.path.join(model_dir, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(summary, f, indent=1)
+  writer.close()
+  return summary
+
+
+def main(argv) -> None:
+  del argv
+  import gin  # pylint: disable=g-import-not-at-top
+  from llmrec_jax import gin_utils  # pylint: disable=g-import-not-at-top
+  gin_utils.setup_multihost_from_flags()
+  # As t5x.train: wrap before parsing (gin files bind `train_script.train`, with
+  # `import __main__ as train_script`); a locked config refuses new configurables.
+  configured = gin.configurable(train)
+  gin_utils.parse_gin_flags()
+  summary = configured(on_start=gin_utils.write_operative_config)
+  best = summary.get("best") or {}
+  print(json.dumps({"best_round": best.get("round"), "valid": best.get("valid"), "test": best.get("test")},
+                   indent=1))
+
+
+if __name__ == "__main__":
+  from llmrec_jax import gin_utils as _gin_utils  # pylint: disable=g-import-not-at-top
+  _gin_utils.run(main)
