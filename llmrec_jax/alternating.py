@@ -266,17 +266,12 @@ class IdGenRecLoop:
     trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(ctx.data.num_items)],
                                       vocab_size=ctx.rec_model.module.config.vocab_size)
     bs = ctx.eval_batch_size
-
-    def batches():
-      for start in range(0, n, bs):
-        idx = np.arange(start, start + bs) % n
-        b = batcher.rec_batch([ctx.user_ids[u] for u in split.user[idx]], [split.history[i] for i in idx],
-                              split.target[idx], np.zeros(bs, np.int32))
-        b.pop("history_items")
-        if ctx.exclude_seen:
-          b["excluded_items"] = _seen_items(ctx.data, split.user[idx], 2 if split_name == "valid" else 1)
-        yield b
-    metrics, _ = evaluation.evaluate(self.topk_fn, self.rec_state.params, trie, batches(),
+    excluded = None
+    if ctx.exclude_seen:
+      held_out = 2 if split_name == "valid" else 1
+      excluded = functools.partial(prompt_batches.seen_items, ctx.data.sequences, held_out=held_out)
+    batches = batcher.eval_batches(split, ctx.user_ids, num_examples=n, batch_size=bs, excluded=excluded)
+    metrics, _ = evaluation.evaluate(self.topk_fn, self.rec_state.params, trie, batches,
                                      split.target[:n], ks=ctx.decode.ks,
                                      num_batches=math.ceil(n / bs), desc=f"evaluate {split_name}")
     return metrics
@@ -309,16 +304,6 @@ class IdGenRecLoop:
       self.step_in_phase = 0
       self.save()
     return summarize(self.results)
-
-
-def _seen_items(data: RecData, users_B: np.ndarray, held_out: int) -> np.ndarray:
-  """Every item a user interacted with before the target (`seq[:-held_out]`), -1 padded: [B, E]."""
-  seqs = [data.sequences[u][:-held_out] for u in users_B]
-  width = max(len(s) for s in data.sequences)  # fixed, so the decode step compiles once
-  out = np.full((len(seqs), width), -1, np.int32)
-  for i, s in enumerate(seqs):
-    out[i, :len(s)] = s
-  return out
 
 
 class _Preempted(Exception):

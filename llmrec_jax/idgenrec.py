@@ -34,15 +34,15 @@ def load_data(data_dir: str, *, synthetic_users: int = 300, synthetic_items: int
 
 
 def load_tokenizer(vocab_path: Optional[str], data: RecData, *, dataset_vocab_size: int = 2000):
-  """(SentencePiece processor, model vocab size). Without a path, a vocabulary trained on the
-  dataset's own text (cached on disk); T5's file gives T5's 32,128 embedding rows."""
+  """(SentencePiece processor, model vocab size, model file). Without a path, a vocabulary
+  trained on the dataset's own text (cached on disk); T5's file gives T5's 32,128 embedding rows."""
   if vocab_path:
     path = pathlib.Path(vocab_path)
   else:
     from llmrec_jax.data import vocab  # pylint: disable=g-import-not-at-top
     path = vocab.trained_vocab_path(vocab.dataset_texts(data), vocab_size=dataset_vocab_size)
   tokenizer = text_tokens.load_sentencepiece(path)
-  return tokenizer, assign.model_vocab_size(tokenizer, path)
+  return tokenizer, assign.model_vocab_size(tokenizer, path), path
 
 
 def load_templates(template_set: str) -> prompts.TemplateSet:

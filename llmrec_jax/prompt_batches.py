@@ -143,6 +143,20 @@ class PromptBatcher:
     enc_BxS, _, hist_BxH = self._prompts(user_ids, histories, template_idx)
     return {"encoder_input_tokens": enc_BxS, "history_items": hist_BxH, **self._targets(targets)}
 
+  def eval_batches(self, split, user_ids: Sequence[str], *, num_examples: int, batch_size: int,
+                   excluded: Optional[Callable[[np.ndarray], np.ndarray]] = None):
+    """Fixed-size rec batches (template 0) over the first `num_examples` of a `LooSplit`; the
+    last batch wraps around (callers keep the first `num_examples` rows). `excluded(users_B)`
+    adds an `excluded_items` [B, E] array (e.g. `seen_items`)."""
+    for start in range(0, num_examples, batch_size):
+      idx = np.arange(start, start + batch_size) % num_examples
+      b = self.rec_batch([user_ids[u] for u in split.user[idx]], [split.history[i] for i in idx],
+                         split.target[idx], np.zeros(batch_size, np.int32))
+      b.pop("history_items")
+      if excluded is not None:
+        b["excluded_items"] = excluded(split.user[idx])
+      yield b
+
   def build(self, user_ids: Sequence[str], histories: Sequence[Sequence[int]],
             targets: Sequence[int], template_idx: Sequence[int]) -> dict[str, np.ndarray]:
     """One ID-phase batch of B prompts (see `id_phase.id_phase_loss` for keys and shapes)."""
@@ -169,3 +183,14 @@ class PromptBatcher:
         "soft_slot": slot_BxS,
         **self._targets(targets),
     }
+
+
+def seen_items(sequences: Sequence[np.ndarray], users_B: np.ndarray, held_out: int) -> np.ndarray:
+  """Every item each user interacted with before the target (`seq[:-held_out]`: 2 for
+  validation, 1 for test), -1 padded to the longest sequence so shapes never change: [B, E]."""
+  width = max(len(s) for s in sequences)
+  out = np.full((len(users_B), width), -1, np.int32)
+  for i, u in enumerate(users_B):
+    seen = sequences[u][:-held_out]
+    out[i, :len(seen)] = seen
+  return out

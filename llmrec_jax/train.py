@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from typing import Any, Optional
 
 from llmrec_jax import alternating, evaluation, id_phase, idgenrec
 from llmrec_jax.data import item_text, splits as splits_lib
 
 log = logging.getLogger(__name__)
+
+RUN_CONFIG = "run_config.json"
+RUN_VOCAB = "spiece.model"
 
 
 def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Optional[str] = None,
@@ -45,7 +49,15 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
   texts = [item_text.render_item_text(m, fields=item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS)
            for m in data.item_meta]
-  tokenizer, vocab_size = idgenrec.load_tokenizer(vocab_path, data, dataset_vocab_size=dataset_vocab_size)
+  tokenizer, vocab_size, spm_path = idgenrec.load_tokenizer(vocab_path, data,
+                                                             dataset_vocab_size=dataset_vocab_size)
+  # What `eval` / `infer` need to rebuild the same data, tokenizer and recommender.
+  shutil.copyfile(spm_path, os.path.join(model_dir, RUN_VOCAB))
+  with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
+    json.dump({"data_dir": data_dir, "rec_size": rec_size, "vocab_size": vocab_size,
+               "template_set": template_set, "input_len": input_len, "id_len": id_len,
+               "max_his": schedule.max_his, "synthetic_users": synthetic_users,
+               "synthetic_items": synthetic_items, "seed": schedule.seed}, f, indent=1)
   rec_model, rec_params = idgenrec.init_model(rec_size, vocab_size, dropout_rate=dropout_rate,
                                               seed=schedule.seed, checkpoint=rec_checkpoint,
                                               loss_normalizing_factor=loss_normalizing_factor)

@@ -1,0 +1,55 @@
+"""Evaluate a trained IDGenRec run: HR@K / NDCG@K on validation and test, full ranking.
+
+  python -m llmrec_jax.eval --gin.evaluate.model_dir="'/tmp/idgenrec_tiny'" \
+      [--gin.evaluate.exclude_seen=True] [--gin.evaluate.max_eval_examples=1000]
+
+Restores the latest checkpoint (or `step`) with the ID tables it was trained with; prints JSON.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Optional
+
+from llmrec_jax import evaluation, idgenrec, inference, prompt_batches
+from llmrec_jax.data import splits as splits_lib
+
+
+def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: Optional[int] = None,
+             exclude_seen: bool = False, batch_size: int = 32,
+             decode: evaluation.DecodeOptions = evaluation.DecodeOptions()) -> dict:
+  r = inference.restore(model_dir, step=step)
+  split = splits_lib.leave_one_out(r.data, max_his=r.run["max_his"])
+  batcher = prompt_batches.PromptBatcher(
+      r.tokenizer.encode, None, r.item_ids, idgenrec.load_templates(r.run["template_set"]).train,
+      num_history=r.run["max_his"], input_len=r.run["input_len"], id_len=r.run["id_len"],
+      target_len=r.run["id_len"])
+  trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(r.data.num_items)],
+                                    vocab_size=r.model.module.config.vocab_size)
+  topk = evaluation.make_topk_fn(r.model, decode)
+  out = {"model_dir": model_dir, "step": r.step}
+  for name, held_out in (("valid", 2), ("test", 1)):
+    sp = split[name]
+    n = sp.num_examples if max_eval_examples is None else min(max_eval_examples, sp.num_examples)
+    excluded = None
+    if exclude_seen:
+      excluded = functools.partial(prompt_batches.seen_items, r.data.sequences, held_out=held_out)
+    batches = batcher.eval_batches(sp, r.user_ids, num_examples=n, batch_size=batch_size, excluded=excluded)
+    out[name], _ = evaluation.evaluate(topk, r.params, trie, batches, sp.target[:n], ks=decode.ks,
+                                       num_batches=math.ceil(n / batch_size), desc=f"evaluate {name}")
+  return out
+
+
+def main(argv) -> None:
+  del argv
+  import gin  # pylint: disable=g-import-not-at-top
+  from llmrec_jax import gin_utils  # pylint: disable=g-import-not-at-top
+  configured = gin.configurable(evaluate)
+  gin_utils.parse_gin_flags()
+  print(json.dumps(configured(), indent=1))
+
+
+if __name__ == "__main__":
+  from llmrec_jax import gin_utils as _gin_utils  # pylint: disable=g-import-not-at-top
+  _gin_utils.run(main)

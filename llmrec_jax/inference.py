@@ -1,0 +1,88 @@
+"""Restoring a trained IDGenRec recommender and recommending with it (used by `eval` and `infer`)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import numpy as np
+
+from llmrec_jax import evaluation, idgenrec, model_sizes, models, network, prompt_batches
+from llmrec_jax.checkpoints import orbax_t5x
+from llmrec_jax.data import prompts
+from llmrec_jax.data.records import RecData
+
+
+@dataclasses.dataclass
+class Restored:
+  data: RecData
+  tokenizer: Any
+  model: models.EncoderDecoderModel
+  params: Any
+  item_ids: list[str]
+  user_ids: list[str]
+  step: int
+  run: dict[str, Any]
+
+
+def restore(model_dir: str, step: Optional[int] = None) -> Restored:
+  """The recommender params and ID tables of a checkpoint in `model_dir/recommender`, with the
+  data, tokenizer and sizes that `llmrec_jax.train` recorded in `model_dir`."""
+  import json  # pylint: disable=g-import-not-at-top
+  from llmrec_jax.indexing import text_tokens  # pylint: disable=g-import-not-at-top
+  cfg_path = os.path.join(model_dir, "run_config.json")
+  if not os.path.isfile(cfg_path):
+    raise FileNotFoundError(f"{cfg_path} not found: is {model_dir} a llmrec_jax.train model dir?")
+  with open(cfg_path, encoding="utf-8") as f:
+    run = json.load(f)
+  data = idgenrec.load_data(run["data_dir"], synthetic_users=run["synthetic_users"],
+                            synthetic_items=run["synthetic_items"], seed=run["seed"])
+  tokenizer = text_tokens.load_sentencepiece(os.path.join(model_dir, "spiece.model"))
+  config = model_sizes.t5_config(run["rec_size"], vocab_size=run["vocab_size"], dropout_rate=0.0)
+  model = models.EncoderDecoderModel(network.Transformer(config))
+  shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 4)}
+  abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes)["params"])
+  template = {"target": jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), abstract)}
+  manager = orbax_t5x.CheckpointManager(f"{model_dir}/recommender")
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {model_dir}/recommender")
+  tree, meta = _restore_params(manager, template, step)
+  return Restored(data, tokenizer, model, tree["target"], list(meta["item_ids"]), list(meta["user_ids"]),
+                  step, run)
+
+
+def _restore_params(manager, template, step):
+  """Only the params (`target`) of T5X's state tree, plus the JSON metadata (ID tables)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = f"{manager.directory}/{orbax_t5x.STEP_PREFIX}_{step}"
+  tree = ocp.PyTreeCheckpointer().restore(f"{path}/state")
+  del template
+  meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(f"{path}/metadata")
+  return {"target": tree["target"]}, meta
+
+
+def recommend(r: Restored, histories: Sequence[Sequence[int]], user_ids: Sequence[str], *, top_k: int = 10,
+              templates: Optional[prompts.TemplateSet] = None, input_len: int = 256, id_len: int = 16,
+              max_his: int = 20, exclude: Optional[Sequence[Sequence[int]]] = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+  """Top-K item indices and scores [U, K] (best first) for histories of item indices."""
+  templates = templates or prompts.get_template_set("llmrec_default")
+  batcher = prompt_batches.PromptBatcher(r.tokenizer.encode, None, r.item_ids, templates.train,
+                                         num_history=max_his, input_len=input_len, id_len=id_len,
+                                         target_len=id_len)
+  trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(r.data.num_items)],
+                                    vocab_size=r.model.module.config.vocab_size)
+  batch = batcher.rec_batch(list(user_ids), [list(h) for h in histories], [0] * len(histories),
+                            [0] * len(histories))
+  batch.pop("history_items")
+  if exclude is not None:
+    width = max(1, max(len(e) for e in exclude))
+    ex = np.full((len(exclude), width), -1, np.int32)
+    for i, e in enumerate(exclude):
+      ex[i, :len(e)] = e
+    batch["excluded_items"] = ex
+  topk = evaluation.make_topk_fn(r.model, evaluation.DecodeOptions(num_beams=top_k, ks=(top_k,)))
+  items, scores = topk(r.params, batch, trie.arrays)
+  return np.asarray(items), np.asarray(scores)
