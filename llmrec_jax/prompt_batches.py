@@ -13,11 +13,14 @@ as the t-th soft token of history item h; -1 keeps the token at s.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from llmrec_jax.data import prompts
+
+log = logging.getLogger(__name__)
 
 PLACEHOLDER_ID = 2  # <unk>: any non-pad id, so the position is attended (mask = token > 0)
 
@@ -64,13 +67,18 @@ class PromptBatcher:
       raise ValueError(f"{len(self.item_texts)} item texts but {len(self.item_ids)} item IDs")
     self._text_NxL = None
     self._id_tokens = [self.encode(i) for i in self.item_ids]
-    too_long = [i for i, t in enumerate(self._id_tokens) if len(t) + 1 > self.id_len]
-    if too_long:
-      raise ValueError(f"{len(too_long)} textual IDs need more than id_len={self.id_len} tokens "
-                       f"(+EOS), e.g. item {too_long[0]}: {self.item_ids[too_long[0]]!r}")
+    if not all(self._id_tokens):
+      empty = next(i for i, t in enumerate(self._id_tokens) if not t)
+      raise ValueError(f"item {empty} has an empty textual ID ({self.item_ids[empty]!r})")
+    # Regenerated IDs can be longer than the configured lengths (the escalation lengthens IDs
+    # that collide): grow to fit (multiples of 4, so few new shapes compile) rather than cut.
     longest = max(len(t) for t in self._id_tokens) + 1
-    if longest > self.target_len:
-      raise ValueError(f"target_len={self.target_len} < {longest} tokens of the longest ID (+EOS)")
+    for name in ("id_len", "target_len"):
+      if longest > getattr(self, name):
+        grown = -(-longest // 4) * 4
+        log.warning("%s=%d < %d tokens of the longest ID (+EOS): using %d", name, getattr(self, name),
+                    longest, grown)
+        setattr(self, name, grown)
     self._sep_tokens = self.encode(self.sep.strip())
     self.truncated_histories = 0
 
