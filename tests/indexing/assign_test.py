@@ -1,0 +1,98 @@
+"""CLI end to end on a tiny synthetic P5 folder: files, uniqueness, stats, generator round trip."""
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from llmrec_jax.data import id_tables, synthetic, vocab
+from llmrec_jax.data.sources import load_p5
+from llmrec_jax.indexing import assign, keywords, uniqueness
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("assign")
+  data = synthetic.make_synthetic(num_users=25, num_items=20, seed=5, max_len=6)
+  synthetic.write_p5(data, root / "data")
+  spm_path = root / "spm.model"
+  spm_path.write_bytes(vocab.train_sentencepiece(vocab.dataset_texts(data), vocab_size=150))
+  argv = ["--data_dir", str(root / "data"), "--out", str(root / "items.txt"), "--user_out",
+          str(root / "users.txt.gz"), "--vocab", str(spm_path), "--id_vocab", str(spm_path),
+          "--bootstrap", "tfidf", "--bootstrap_steps", "2", "--bootstrap_batch", "4", "--max_levels", "2",
+          "--batch_size", "16", "--max_input_tokens", "32", "--save_generator", str(root / "gen"),
+          "--no_progress"]
+  return root, argv
+
+
+def test_cli_writes_unique_tables_and_stats(run, capsys):
+  root, argv = run
+  assert assign.main(argv) == 0
+  stats = json.loads(capsys.readouterr().out)
+  data = load_p5(root / "data")
+  items = id_tables.IdTable.load(root / "items.txt", kind="item")
+  users = id_tables.IdTable.load(root / "users.txt.gz", kind="user")
+  assert list(items.ids) == list(data.item_ids) and list(users.ids) == list(data.user_ids)
+  items.validate_unique()
+  users.validate_unique()
+  for table in (items, users):
+    assert all(t and id_tables.normalize_id(t) == t for t in table.ids.values())
+  s = stats["item_ids"]
+  assert s["count"] == s["unique"] == s["unique_token_sequences"] == data.num_items
+  assert sum(s["levels"].values()) == data.num_items and s["fallbacks"] == s["levels"].get("fallback", 0)
+  assert s["max_words"] == max(len(t.split()) for t in items.ids.values())
+  titles = [keywords.item_title(m) for m in data.item_meta]
+  assert s["title_word_share"] == pytest.approx(keywords.title_word_share(list(items.ids.values()), titles))
+  assert stats["user_ids"]["unique"] == data.num_users and stats["user_ids"]["leaky"] is False
+  assert stats["seconds_bootstrap"] > 0 and stats["seconds_assign_items"] > 0
+  assert (root / "gen" / "config.json").is_file() and (root / "gen" / assign.SPM_IN_CHECKPOINT).is_file()
+
+
+def test_saved_generator_loads(run):
+  root, _ = run
+  if not (root / "gen" / "config.json").is_file():
+    pytest.skip("needs test_cli_writes_unique_tables_and_stats first")
+  cfg, params = assign.load_generator(str(root / "gen"))
+  assert cfg.vocab_size == 256 and params["token_embedder"]["embedding"].shape == (256, cfg.emb_dim)
+  tok, path = assign.generator_tokenizer(None, None, str(root / "gen"))
+  assert path.name == assign.SPM_IN_CHECKPOINT and tok.get_piece_size() <= 150
+
+
+def test_reference_bootstrap_targets(tmp_path):
+  data = synthetic.make_synthetic(num_users=10, num_items=8, seed=6, num_topics=4, max_len=6)
+  with gzip.open(tmp_path / id_tables.REFERENCE_IDS, "wt") as f:
+    f.write(f"{data.item_ids[0]} ref words\n")
+  targets = assign.bootstrap_targets("reference", data, str(tmp_path), [""] * data.num_items)
+  assert targets[0] == "ref words" and targets[1:] == [""] * (data.num_items - 1)
+
+
+def test_bad_flags_fail_loudly(run):
+  root, argv = run
+  with pytest.raises(SystemExit):
+    assign.main(argv + ["--max_items", "3"])   # --user_out needs every item
+  with pytest.raises(SystemExit):
+    assign.main(argv + ["--bootstrap", "titles"])
+
+
+def test_id_stats_counts_token_collisions():
+  result = uniqueness.AssignmentResult(ids=["a b", "ab"], levels=np.array([0, -1], np.int32))
+  s = assign.id_stats(result.ids, result, token_key=lambda t: t.replace(" ", ""))
+  assert s["unique"] == 2 and s["unique_token_sequences"] == 1 and s["levels"] == {"0": 1, "fallback": 1}
+
+
+def test_orbax_generator_checkpoint_loads(tmp_path):
+  import jax
+  import optax
+  from llmrec_jax.checkpoints import orbax_t5x
+  from llmrec_jax.indexing import bootstrap
+  from llmrec_jax.train_state import TrainState
+  cfg, params = bootstrap.init_generator(128, bootstrap.BootstrapConfig(max_input_tokens=8, max_target_tokens=4))
+  mgr = orbax_t5x.CheckpointManager(str(tmp_path / "ckpt"))
+  mgr.save(3, orbax_t5x.to_t5x_tree(TrainState.create(params, optax.sgd(0.1))))
+  mgr.close()
+  cfg2, params2 = assign.load_generator(str(tmp_path / "ckpt"), "t5_tiny")
+  assert cfg2 == cfg
+  for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(params2)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(FileNotFoundError):
+    assign.load_generator(str(tmp_path / "empty"))

@@ -1,0 +1,75 @@
+"""TF-IDF bootstrap targets: drawn from the title, in title order, the most distinctive words."""
+import collections
+import math
+
+import pytest
+
+from llmrec_jax.data import synthetic
+from llmrec_jax.indexing import keywords
+
+HANDMADE = [
+    "OPI Nail Lacquer, Simmer and Shimmer, 0.5-Fluid Ounce",
+    "OPI Nail Lacquer, Red and Hot",
+    "Nail Polish Remover and Nail Polish",
+    "Rose Water",
+    "",
+    "The the THE",
+]
+
+
+def _titles():
+  data = synthetic.make_synthetic(num_users=40, num_items=60, seed=3)
+  return [keywords.item_title(m) for m in data.item_meta] + HANDMADE
+
+
+def _is_subsequence(sub, seq):
+  it = iter(seq)
+  return all(w in it for w in sub)
+
+
+def test_targets_are_title_words_in_title_order():
+  titles = _titles()
+  for title, tid in zip(titles, keywords.keyword_ids(titles)):
+    words = tid.split()
+    distinct = list(dict.fromkeys(keywords.title_words(title)))
+    assert len(words) == len(set(words))
+    assert _is_subsequence(words, distinct), (title, tid)
+    assert len(words) == keywords.num_keywords(len(distinct))
+    if len(distinct) >= 3:
+      assert 3 <= len(words) <= 5
+
+
+def test_keeps_the_highest_tfidf_words():
+  titles = _titles()
+  df = keywords.document_frequencies(titles)
+  n = len(titles)
+  for title, tid in zip(titles, keywords.keyword_ids(titles)):
+    tf = collections.Counter(keywords.title_words(title))
+    score = {w: (1 + math.log(c)) * (math.log((1 + n) / (1 + df[w])) + 1) for w, c in tf.items()}
+    kept = set(tid.split())
+    dropped = set(tf) - kept
+    if kept and dropped:
+      assert min(score[w] for w in kept) >= max(score[w] for w in dropped) - 1e-12, (title, tid)
+
+
+def test_rare_words_beat_catalogue_wide_words():
+  tid = keywords.keyword_ids(HANDMADE)[0]
+  assert "simmer" in tid.split() and "shimmer" in tid.split()
+  assert "and" not in tid.split()   # in 3 of 6 titles
+
+
+def test_title_field_unescapes_html_and_falls_back_to_name():
+  assert keywords.item_title({"title": "Salt &amp;amp; Pepper"}) == "Salt & Pepper"
+  assert keywords.item_title({"name": "Joe's Diner", "categories": ["Food"]}) == "Joe's Diner"
+  assert keywords.item_title({"categories": ["x"]}) == ""
+
+
+def test_title_word_share():
+  assert keywords.title_word_share(["a b", "c x"], ["A B C", "c d"]) == pytest.approx(3 / 4)
+  with pytest.raises(ValueError):
+    keywords.title_word_share(["a"], [])
+
+
+def test_bad_sizes_raise():
+  with pytest.raises(ValueError, match="min_words"):
+    keywords.keyword_id("a b c", collections.Counter(), 1, min_words=4, max_words=3)
