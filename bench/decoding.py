@@ -74,12 +74,8 @@ def bench_hf(size, items, enc_BxS, beams, reps, max_new):
   import torch
   import transformers
   from llmrec_jax import model_sizes
-  s = model_sizes.SIZES[size]
-  cfg = transformers.T5Config(vocab_size=32128, d_model=s["emb_dim"], d_kv=s["head_dim"],
-                              d_ff=s["mlp_dim"], num_layers=s["num_encoder_layers"],
-                              num_decoder_layers=s["num_decoder_layers"], num_heads=s["num_heads"],
-                              feed_forward_proj="relu", tie_word_embeddings=True, dropout_rate=0.0,
-                              decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)
+  from llmrec_jax.checkpoints import hf_t5
+  cfg = transformers.T5Config(**hf_t5.config_to_hf(model_sizes.t5_config(size, dropout_rate=0.0)))
   torch.manual_seed(0)
   model = transformers.T5ForConditionalGeneration(cfg).eval()
   table = {}
