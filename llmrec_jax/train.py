@@ -7,13 +7,14 @@ TensorBoard events, id tables per phase and results.json (per phase + best on va
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
 from typing import Any, Optional
 
-from llmrec_jax import alternating, evaluation, id_phase, idgenrec
+from llmrec_jax import alternating, evaluation, id_phase, idgenrec, models, network
 from llmrec_jax.data import item_text, splits as splits_lib
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
     gen_config, gen_params, boot = idgenrec.bootstrap_generator(
         data, texts, tokenizer, vocab_size, size=gen_size, steps=bootstrap_steps, seed=schedule.seed,
         data_dir=data_dir, max_input_tokens=text_len)
-    gen_model, _ = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate, seed=0)
+    gen_model = models.EncoderDecoderModel(network.Transformer(
+        dataclasses.replace(gen_config, dropout_rate=dropout_rate)))
   assigner = idgenrec.GeneratorAssigner(
       gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
       options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len))
