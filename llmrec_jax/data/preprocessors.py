@@ -29,6 +29,27 @@ def _check_template_ids(split: LooSplit, templates: Sequence[Template], template
   return template_ids_ExS
 
 
+def _render_rows(split: LooSplit, history_of, *, item_tids: Sequence[str], user_tids: Sequence[str],
+                 templates: Sequence[Template], template_ids_ExS: np.ndarray, sep: str) -> dict[str, np.ndarray]:
+  """E*S rendered rows; `history_of(history_items) -> list[str]` fills `{history}`."""
+  template_ids_ExS = _check_template_ids(split, templates, template_ids_ExS)
+  num_samples = template_ids_ExS.shape[1]
+  inputs, targets = [], []
+  for e, (hist, tgt, user) in enumerate(zip(split.history, split.target.tolist(), split.user.tolist())):
+    history = history_of(hist)
+    for t in template_ids_ExS[e].tolist():
+      x, y = render_prompt(templates[t], user_id=user_tids[user], history=history, target=item_tids[tgt], sep=sep)
+      inputs.append(x)
+      targets.append(y)
+  return {
+      "inputs": np.array(inputs, dtype=object),
+      "targets": np.array(targets, dtype=object),
+      "user_index": np.repeat(split.user, num_samples).astype(np.int32),
+      "target_index": np.repeat(split.target, num_samples).astype(np.int32),
+      "template_id": template_ids_ExS.reshape(-1).astype(np.int32),
+  }
+
+
 def rec_examples(split: LooSplit, *, item_tids: Sequence[str], user_tids: Sequence[str],
                  templates: Sequence[Template], template_ids_ExS: np.ndarray, sep: str = HISTORY_SEP
                  ) -> dict[str, np.ndarray]:
@@ -43,22 +64,8 @@ def rec_examples(split: LooSplit, *, item_tids: Sequence[str], user_tids: Sequen
   Returns:
     E*S rows: `inputs`, `targets` (object str arrays), `user_index`, `target_index`, `template_id` (int32).
   """
-  template_ids_ExS = _check_template_ids(split, templates, template_ids_ExS)
-  num_samples = template_ids_ExS.shape[1]
-  inputs, targets = [], []
-  for e, (hist, tgt, user) in enumerate(zip(split.history, split.target.tolist(), split.user.tolist())):
-    history = [item_tids[i] for i in hist.tolist()]
-    for t in template_ids_ExS[e].tolist():
-      x, y = render_prompt(templates[t], user_id=user_tids[user], history=history, target=item_tids[tgt], sep=sep)
-      inputs.append(x)
-      targets.append(y)
-  return {
-      "inputs": np.array(inputs, dtype=object),
-      "targets": np.array(targets, dtype=object),
-      "user_index": np.repeat(split.user, num_samples).astype(np.int32),
-      "target_index": np.repeat(split.target, num_samples).astype(np.int32),
-      "template_id": template_ids_ExS.reshape(-1).astype(np.int32),
-  }
+  return _render_rows(split, lambda hist: [item_tids[i] for i in hist.tolist()], item_tids=item_tids,
+                      user_tids=user_tids, templates=templates, template_ids_ExS=template_ids_ExS, sep=sep)
 
 
 def id_phase_examples(split: LooSplit, *, item_texts: Sequence[str], item_tids: Sequence[str],
@@ -79,22 +86,13 @@ def id_phase_examples(split: LooSplit, *, item_texts: Sequence[str], item_tids: 
   """
   if num_his < 1:
     raise ValueError(f"id_phase_examples: num_his must be >= 1, got {num_his}")
-  template_ids_ExS = _check_template_ids(split, templates, template_ids_ExS)
-  num_samples = template_ids_ExS.shape[1]
-  inputs, targets = [], []
-  for e, (hist, tgt, user) in enumerate(zip(split.history, split.target.tolist(), split.user.tolist())):
-    history = [item_texts[i] for i in hist[-num_his:].tolist()]
-    for t in template_ids_ExS[e].tolist():
-      x, y = render_prompt(templates[t], user_id=user_tids[user], history=history, target=item_tids[tgt], sep=sep)
-      inputs.append(x)
-      targets.append(y)
+  rows = _render_rows(split, lambda hist: [item_texts[i] for i in hist[-num_his:].tolist()],
+                      item_tids=item_tids, user_tids=user_tids, templates=templates,
+                      template_ids_ExS=template_ids_ExS, sep=sep)
+  num_samples = np.shape(template_ids_ExS)[1]
   history_ExH = split.padded_history(num_his, pad_value=PAD_INDEX)
   return {
-      "inputs": np.array(inputs, dtype=object),
-      "targets": np.array(targets, dtype=object),
-      "user_index": np.repeat(split.user, num_samples).astype(np.int32),
-      "target_index": np.repeat(split.target, num_samples).astype(np.int32),
-      "template_id": template_ids_ExS.reshape(-1).astype(np.int32),
+      **rows,
       "history_indices": np.repeat(history_ExH, num_samples, axis=0).astype(np.int32),
   }
 
