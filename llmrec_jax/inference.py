@@ -5,7 +5,6 @@ import dataclasses
 import os
 from typing import Any, Optional, Sequence
 
-import jax
 import numpy as np
 
 from llmrec_jax import evaluation, idgenrec, model_sizes, models, network, prompt_batches
@@ -41,26 +40,21 @@ def restore(model_dir: str, step: Optional[int] = None) -> Restored:
   tokenizer = text_tokens.load_sentencepiece(os.path.join(model_dir, "spiece.model"))
   config = model_sizes.t5_config(run["rec_size"], vocab_size=run["vocab_size"], dropout_rate=0.0)
   model = models.EncoderDecoderModel(network.Transformer(config))
-  shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 4)}
-  abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes)["params"])
-  template = {"target": jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), abstract)}
   manager = orbax_t5x.CheckpointManager(f"{model_dir}/recommender")
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {model_dir}/recommender")
-  tree, meta = _restore_params(manager, template, step)
-  return Restored(data, tokenizer, model, tree["target"], list(meta["item_ids"]), list(meta["user_ids"]),
-                  step, run)
+  params, meta = _restore_params(manager.directory, step)
+  return Restored(data, tokenizer, model, params, list(meta["item_ids"]), list(meta["user_ids"]), step, run)
 
 
-def _restore_params(manager, template, step):
-  """Only the params (`target`) of T5X's state tree, plus the JSON metadata (ID tables)."""
+def _restore_params(directory: str, step: int):
+  """The params (`target`) of T5X's state tree at `step`, plus the JSON metadata (ID tables)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  path = f"{manager.directory}/{orbax_t5x.STEP_PREFIX}_{step}"
+  path = f"{directory}/{orbax_t5x.STEP_PREFIX}_{step}"
   tree = ocp.PyTreeCheckpointer().restore(f"{path}/state")
-  del template
   meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(f"{path}/metadata")
-  return {"target": tree["target"]}, meta
+  return tree["target"], meta
 
 
 def recommend(r: Restored, histories: Sequence[Sequence[int]], user_ids: Sequence[str], *, top_k: int = 10,
