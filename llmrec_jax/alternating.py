@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import tqdm
 
-from llmrec_jax import evaluation, id_phase, models, optimizers, prompt_batches, trainer
+from llmrec_jax import evaluation, id_phase, models, optimizers, partitioning, prompt_batches, trainer
 from llmrec_jax.checkpoints import orbax_t5x
 from llmrec_jax.data import prompts
 from llmrec_jax.data.records import RecData
@@ -102,6 +102,8 @@ class Context:
   keep_checkpoints: int = 2
   log_fn: Callable[[dict[str, Any]], None] = lambda record: None
   punct_token_ids: Optional[np.ndarray] = None
+  # Shards both train steps over a ('data', 'model') mesh (None: plain jit on the default device).
+  partitioner: Optional[partitioning.PjitPartitioner] = None
 
 
 def _steps(num_examples: int, epochs: float, batch_size: int) -> int:
@@ -138,12 +140,32 @@ def _batcher(ctx: Context, *, for_id_phase: bool = False) -> prompt_batches.Prom
 def _build(batcher, ctx, rows, *, id_batch: bool):
   split = ctx.splits["train"]
   ex, tids = rows
+  part = ctx.partitioner
+  if part is not None and jax.process_count() > 1:
+    # Multi-host: every host renders only its slice of the global batch.
+    layout = part.get_data_layout(len(ex))
+    per_host = layout.per_host_batch_size
+    ex, tids = (a[layout.shard_id * per_host:(layout.shard_id + 1) * per_host] for a in (ex, tids))
   users = [ctx.user_ids[u] for u in split.user[ex]]
   hist = [split.history[i] for i in ex]
   fn = batcher.build if id_batch else batcher.rec_batch
   b = fn(users, hist, split.target[ex], tids)
   b.pop("history_items")
-  return b
+  return b if part is None else part.shard_batch(b)
+
+
+def params_axes(model: models.EncoderDecoderModel) -> Any:
+  """The model's `params_axes` collection (T5X logical axis names), without initialising weights."""
+  shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 4)}
+  return jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes))["params_axes"]
+
+
+def _check_batch_sizes(ctx: Context) -> None:
+  data = ctx.partitioner.mesh.shape["data"]
+  for name in ("rec_batch_size", "id_batch_size"):
+    if getattr(ctx.schedule, name) % data:
+      raise ValueError(f"Schedule.{name}={getattr(ctx.schedule, name)} must be a multiple of the mesh's "
+                       f"'data' axis ({data}); change it or num_partitions")
 
 
 class IdGenRecLoop:
@@ -164,11 +186,25 @@ class IdGenRecLoop:
         weight_decay=sch.weight_decay, clip_norm=sch.clip_norm)
     self.rec_state = TrainState.create(ctx.rec_params, rec_tx)
     self.gen_state = TrainState.create(ctx.gen_params, id_tx)
-    self.rec_trainer = trainer.Trainer(ctx.rec_model.loss_fn, rec_tx, dropout_seed=sch.seed)
+    rec_sh = id_sh = {}
+    part = ctx.partitioner
+    if part is not None:
+      _check_batch_sizes(ctx)
+      rec_state_sh = part.state_shardings(self.rec_state, params_axes(ctx.rec_model))
+      gen_state_sh = part.state_shardings(self.gen_state, params_axes(ctx.gen_model))
+      self.rec_state = jax.device_put(self.rec_state, rec_state_sh)
+      self.gen_state = jax.device_put(self.gen_state, gen_state_sh)
+      # The batch sharding is a pytree prefix: every array of a batch is split on its first axis.
+      rec_sh = dict(in_shardings=(rec_state_sh, part.batch_sharding, part.replicated),
+                    out_shardings=(rec_state_sh, part.replicated))
+      id_sh = dict(in_shardings=(gen_state_sh, part.batch_sharding, part.replicated, rec_state_sh.params),
+                   out_shardings=(gen_state_sh, part.replicated))
+    self.rec_trainer = trainer.Trainer(ctx.rec_model.loss_fn, rec_tx, dropout_seed=sch.seed, **rec_sh)
     # The frozen recommender's params are a jit argument of the ID step (not a constant).
     self.id_trainer = trainer.Trainer(functools.partial(
         id_phase.id_phase_loss, gen_model=ctx.gen_model, rec_model=ctx.rec_model,
-        options=ctx.id_options, punct_token_ids=ctx.punct_token_ids), id_tx, dropout_seed=sch.seed + 1)
+        options=ctx.id_options, punct_token_ids=ctx.punct_token_ids), id_tx, dropout_seed=sch.seed + 1,
+        **id_sh)
     self.topk_fn = evaluation.make_topk_fn(ctx.rec_model, ctx.decode)
     self.position = 0  # index into schedule.phases()
     self.step_in_phase = 0

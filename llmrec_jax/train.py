@@ -14,7 +14,7 @@ import os
 import shutil
 from typing import Any, Optional
 
-from llmrec_jax import alternating, evaluation, id_phase, idgenrec, models, network
+from llmrec_jax import alternating, evaluation, id_phase, idgenrec, models, network, partitioning
 from llmrec_jax.data import item_text, splits as splits_lib
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,12 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
           eval_batch_size: int = 32, max_eval_examples: Optional[int] = None, exclude_seen: bool = False,
           id_batch_size: int = 256, synthetic_users: int = 300, synthetic_items: int = 200,
           keep_checkpoints: int = 2, max_optimizer_steps: Optional[int] = None,
+          partitioner: Optional[partitioning.PjitPartitioner] = None,
           on_start=None) -> dict[str, Any]:
   """Runs (or resumes, from MODEL_DIR) IDGenRec and returns the results summary.
 
+  `partitioner` shards both train steps over its ('data', 'model') mesh (the gin files bind
+  `partitioning.PjitPartitioner.num_partitions`, as T5X); None trains on the default device.
   `on_start(model_dir)` runs once the arguments are bound (the CLI writes config.gin there)."""
   from llmrec_jax import metric_writers  # pylint: disable=g-import-not-at-top
   os.makedirs(model_dir, exist_ok=True)
@@ -90,7 +93,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
       decode=decode, lengths=dict(input_len=input_len, target_len=target_len, text_len=text_len, id_len=id_len),
       eval_batch_size=eval_batch_size, max_eval_examples=max_eval_examples, exclude_seen=exclude_seen,
       model_dir=model_dir, keep_checkpoints=keep_checkpoints, log_fn=log_fn,
-      punct_token_ids=idgenrec.punctuation_token_ids(tokenizer))
+      punct_token_ids=idgenrec.punctuation_token_ids(tokenizer), partitioner=partitioner)
   loop = alternating.IdGenRecLoop(ctx)
   loop.maybe_restore()
   summary = loop.run(max_optimizer_steps=max_optimizer_steps)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from llmrec_jax import alternating, evaluation, model_sizes, models, network
+from llmrec_jax import alternating, evaluation, model_sizes, models, network, partitioning
 from llmrec_jax.data import item_text, prompts, splits, synthetic, task_builders
 
 
@@ -44,7 +44,7 @@ def parts():
   return data, item_ids, user_ids, texts, templates, tok, model, rec, gen
 
 
-def _context(parts, model_dir=None, **schedule):
+def _context(parts, model_dir=None, partitioner=None, **schedule):
   data, item_ids, user_ids, texts, templates, tok, model, rec, gen = parts
   copy = lambda t: jax.tree_util.tree_map(np.array, t)  # the loop donates its states
   return alternating.Context(
@@ -56,7 +56,7 @@ def _context(parts, model_dir=None, **schedule):
                                     id_batch_size=4, sample_num=1, max_his=6, **schedule),
       decode=evaluation.DecodeOptions(num_beams=5, ks=(1, 5)),
       lengths=dict(input_len=96, target_len=10, text_len=24, id_len=10),
-      eval_batch_size=8, max_eval_examples=8, model_dir=model_dir)
+      eval_batch_size=8, max_eval_examples=8, model_dir=model_dir, partitioner=partitioner)
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,30 @@ def test_stopped_and_resumed_run_equals_uninterrupted(parts, uninterrupted, tmp_
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
   for ra, rb in zip(summary_a["phases"], summary_b["phases"]):
     assert ra == rb
+
+
+def test_sharded_loop_equals_one_device(parts):
+  """Both phases on a 4x2 mesh of the 8 simulated devices give the 1-device params and metrics."""
+  def run(partitioner):
+    with jax.default_matmul_precision("highest"):
+      loop = alternating.IdGenRecLoop(_context(parts, partitioner=partitioner))
+      summary = loop.run(max_optimizer_steps=loop.rec_steps + 2)   # the rec phase, its evaluation, 2 ID steps
+    return loop, summary
+  one, summary_one = run(partitioning.PjitPartitioner(1, devices=jax.devices()[:1]))
+  part = partitioning.PjitPartitioner(num_partitions=2)
+  assert dict(part.mesh.shape) == {"data": 4, "model": 2}
+  sharded, summary_sharded = run(part)
+  assert int(sharded.gen_state.step) == 2 and int(sharded.rec_state.step) == sharded.rec_steps
+  wo = sharded.rec_state.params["encoder"]["layers_0"]["mlp"]["wo"]["kernel"]
+  assert len({s.device for s in wo.addressable_shards}) == 8 and wo.sharding.spec[0] == "model"
+  for a, b in ((one.rec_state.params, sharded.rec_state.params), (one.gen_state.params, sharded.gen_state.params)):
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5), a, b)
+  (rec_one,), (rec_sharded,) = summary_one["phases"], summary_sharded["phases"]
+  for split in ("valid", "test"):
+    assert rec_one[split] == pytest.approx(rec_sharded[split], abs=1e-6)
+  assert rec_one["train"]["loss"] == pytest.approx(rec_sharded["train"]["loss"], rel=1e-5)
+
+
+def test_batch_not_divisible_by_data_axis_fails_loudly(parts):
+  with pytest.raises(ValueError, match="id_batch_size=4 must be a multiple"):
+    alternating.IdGenRecLoop(_context(parts, partitioner=partitioning.PjitPartitioner(1)))

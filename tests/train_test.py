@@ -5,7 +5,9 @@ import sys
 import gin
 import pytest
 
-from llmrec_jax import alternating, gin_utils, id_phase
+import jax
+
+from llmrec_jax import alternating, gin_utils, id_phase, partitioning
 from llmrec_jax import train as train_lib
 
 
@@ -31,6 +33,23 @@ def test_tiny_gin_binds_tiny_sizes(gin_env):
   assert isinstance(b["schedule"], alternating.Schedule)
   assert b["schedule"].rounds == 2 and b["schedule"].alt_style is alternating.AltStyle.REC_FIRST
   assert b["id_options"].mixing is id_phase.Mixing.SOFTMAX and not b["leaky_user_ids"]
+
+
+def test_gin_partitioner_spans_all_devices_and_takes_num_partitions(gin_env):
+  b = _bound(gin_env, ["idgenrec_tiny.gin"], ["MODEL_DIR = '/tmp/x'",
+                                               "partitioning.PjitPartitioner.num_partitions = 2"])
+  part = b["partitioner"]
+  assert isinstance(part, partitioning.PjitPartitioner)
+  assert dict(part.mesh.shape) == {"data": jax.device_count() // 2, "model": 2}
+
+
+@pytest.mark.parametrize("name", ["beauty", "sports", "toys", "yelp", "beauty_tiny"])
+def test_dataset_gin_files_point_at_their_data(gin_env, name):
+  b = _bound(gin_env, [f"idgenrec_{name}.gin"], ["MODEL_DIR = '/tmp/x'"])
+  folder = {"beauty": "amazon2014_beauty", "sports": "amazon2014_sports", "toys": "amazon2014_toys",
+            "yelp": "yelp", "beauty_tiny": "amazon2014_beauty"}[name]
+  assert b["data_dir"] == f"../shared/data/{folder}"
+  assert b["rec_size"] == ("t5_tiny" if name.endswith("tiny") else "t5_small")
 
 
 def test_official_run_gin_switches_every_documented_quirk(gin_env):
