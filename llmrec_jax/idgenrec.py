@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
 
-from llmrec_jax import model_sizes, models, network
-from llmrec_jax.data import id_tables, prompts, sources, synthetic, task_builders
+from llmrec_jax import alternating, model_sizes, models, network
+from llmrec_jax.data import id_tables, prompts, sources, synthetic
 from llmrec_jax.data.records import RecData
 from llmrec_jax.indexing import assign, bootstrap, keywords, text_tokens, uniqueness, user_ids
 from llmrec_jax.indexing.generator import GeneratorOptions, T5IdGenerator
@@ -22,7 +22,10 @@ from llmrec_jax.indexing.generator import GeneratorOptions, T5IdGenerator
 log = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
-INITIAL_IDS = ("bootstrap", "reference", "title")
+INITIAL_IDS = ("bootstrap", "reference", "title", "random", "sequential")
+# Schemes whose item IDs need no generator; with `id_epochs = 0` they stay fixed (the ablations).
+FIXED_IDS = ("reference", "title", "random", "sequential")
+TITLE_ID_WORDS = 8
 
 
 def load_data(data_dir: str, *, synthetic_users: int = 300, synthetic_items: int = 200,
@@ -93,30 +96,127 @@ class GeneratorAssigner:
     return list(items.ids), list(users.ids)
 
 
+def needs_generator(initial_ids: str, schedule: alternating.Schedule) -> bool:
+  """Whether a run uses an ID generator at all: for the learned IDs ('bootstrap'), or because the
+  schedule has ID phases (they train the generator and re-assign every ID with it). A fixed scheme
+  (`FIXED_IDS`) with `id_epochs = 0` needs none: no generator training, no regeneration, and its
+  user IDs are "user <index + 1>" (`fixed_user_ids`)."""
+  _check_kind(initial_ids)
+  return initial_ids == "bootstrap" or schedule.id_epochs > 0
+
+
+def needs_bootstrap(initial_ids: str, schedule: alternating.Schedule) -> bool:
+  """Whether a run without `gen_checkpoint` must first bootstrap its generator from random init
+  (idgenrec.gin's 2,000 steps: ~11-14 min on Beauty at t5_tiny): it needs one and reads round-0
+  IDs from it ('bootstrap' items, 'reference' users). 'title' / 'random' / 'sequential' with ID
+  phases start from a random-init generator, as 'title' always did."""
+  return needs_generator(initial_ids, schedule) and initial_ids in ("bootstrap", "reference")
+
+
 def initial_ids(kind: str, data: RecData, data_dir: str, *, assigner: Optional[GeneratorAssigner] = None,
-                gen_params: Any = None) -> tuple[list[str], list[str]]:
+                gen_params: Any = None, encode: Optional[Callable[[str], Sequence[int]]] = None,
+                seed: int = 0) -> tuple[list[str], list[str]]:
   """Item IDs per item index and user IDs per user index for round 0.
 
-  bootstrap: from the (bootstrapped) generator; reference: the released IDs, users from the
-  generator; title: normalised titles made unique, users "user <raw id>" (ablations, demos)."""
+  bootstrap: from the (bootstrapped) generator. reference: the released IDs; users from the
+  generator when `assigner` is given, else `fixed_user_ids`. title / random / sequential: see
+  `fixed_item_ids`; users `fixed_user_ids`. With `encode` (text -> token ids), item IDs of the
+  non-generator schemes are made unique as token sequences, not only as strings."""
+  _check_kind(kind)
+  if kind == "bootstrap":
+    if assigner is None:
+      raise ValueError("initial_ids='bootstrap' needs the generator (an assigner)")
+    return assigner(gen_params)
+  items = fixed_item_ids(kind, data, data_dir, encode=encode, seed=seed)
+  if kind != "reference" or assigner is None:
+    return items, fixed_user_ids(data)
+  gen = T5IdGenerator(assigner.config, gen_params, assigner.tokenizer, assigner.options,
+                      progress=assigner.progress)
+  texts = user_ids.user_history_texts(data, items, leaky=assigner.leaky)
+  users = assign.assign_ids(gen, texts, assigner.schedule,
+                            uniqueness.IdNamespace(assign.token_key_fn(assigner.tokenizer)))
+  return items, list(users.ids)
+
+
+def fixed_user_ids(data: RecData) -> list[str]:
+  """"user <index + 1>" per user index (P5's user numbers), the same for every fixed scheme so an
+  ablation changes the item IDs only. Not the raw ids: Amazon's ("A1YJEY40YUW4SE") cost ~15 tokens
+  of every prompt."""
+  return [f"user {u + 1}" for u in range(data.num_users)]
+
+
+def fixed_item_ids(kind: str, data: RecData, data_dir: str, *,
+                   encode: Optional[Callable[[str], Sequence[int]]] = None, seed: int = 0,
+                   title_words: int = TITLE_ID_WORDS) -> list[str]:
+  """Item IDs per item index that need no generator (the ID-scheme ablations).
+
+  title: the first `title_words` words of the normalised title (Yelp: name; 8 words leave ~3% of
+    Beauty / Toys titles to suffix; items without a title get "item <index>").
+  reference: the IDs the IDGenRec authors released (`data_dir`), verbatim.
+  sequential: P5 sequential indexing, "1", "2", ... in order of first appearance over the users'
+    training items (file order; each sequence's last two items held out, so no number encodes a
+    valid / test position), then items seen only in valid / test.
+  random: a seeded random permutation of the same numbers (P5 random indexing; the same lengths
+    and tokens as sequential, so the pair isolates what the assignment order carries).
+  An empty or already-taken ID (as a string, or as a token sequence under `encode`) becomes
+  "<id> <n>" with the smallest free n >= 2 ("item <index>" when empty).
+
+  Returns:
+    N unique, non-empty ID strings.
+  """
+  _check_kind(kind)
+  if kind == "title":
+    texts = [" ".join(id_tables.normalize_id(keywords.item_title(m)).split()[:title_words])
+             for m in data.item_meta]
+  elif kind == "reference":
+    ref = id_tables.load_reference_ids(data_dir)
+    missing = [i for i in data.item_ids if i not in ref.ids]
+    if missing:
+      raise ValueError(f"{data_dir}: {len(missing)} items have no reference ID, e.g. {missing[0]}")
+    texts = [ref.ids[i] for i in data.item_ids]
+  elif kind in ("sequential", "random"):
+    rank_N = first_appearance_rank(data)
+    if kind == "random":
+      rank_N = np.random.default_rng(seed).permutation(data.num_items)[rank_N]
+    texts = [str(int(r) + 1) for r in rank_N]
+  else:
+    raise ValueError(f"initial_ids={kind!r} comes from the generator, not from a fixed scheme")
+  return _make_unique(texts, encode, what=f"{data.name} {kind} IDs")
+
+
+def first_appearance_rank(data: RecData) -> np.ndarray:
+  """int [N]: each item's rank in order of first appearance over the users' training items (all
+  but the last two of each sequence, users in file order), then over the held-out items."""
+  seqs = list(data.sequences)
+  order = [seq[:-2] for seq in seqs] + [seq[-2:] for seq in seqs]
+  flat = np.concatenate(order + [np.arange(data.num_items)]).astype(np.int64)  # unseen items last
+  _, first = np.unique(flat, return_index=True)  # first position of item n, n = 0 .. N-1
+  rank_N = np.empty(data.num_items, np.int64)
+  rank_N[np.argsort(first, kind="stable")] = np.arange(data.num_items)
+  return rank_N
+
+
+def _make_unique(texts: Sequence[str], encode, *, what: str) -> list[str]:
+  key = (lambda t: tuple(encode(t))) if encode is not None else None
+  namespace = uniqueness.IdNamespace(key)
+  out, fixed = [], 0
+  for i, text in enumerate(texts):
+    base = text or f"item {i}"
+    if key is not None and not key(base):
+      base = f"item {i}"
+    candidate, n = base, 2
+    while not namespace.try_take(candidate):
+      candidate, n = f"{base} {n}", n + 1
+    fixed += candidate != text
+    out.append(candidate)
+  if fixed:
+    log.info("%s: %d of %d IDs were empty or taken and got a suffix", what, fixed, len(texts))
+  return out
+
+
+def _check_kind(kind: str) -> None:
   if kind not in INITIAL_IDS:
     raise ValueError(f"initial_ids must be one of {INITIAL_IDS}, got {kind!r}")
-  if kind == "title":
-    item_tab, user_tab = task_builders.title_id_tables(data)
-    return [item_tab.ids[i] for i in data.item_ids], [user_tab.ids[u] for u in data.user_ids]
-  if assigner is None:
-    raise ValueError(f"initial_ids={kind!r} needs the generator")
-  if kind == "bootstrap":
-    return assigner(gen_params)
-  ref = id_tables.load_reference_ids(data_dir)
-  missing = [i for i in data.item_ids if not ref.ids.get(i)]
-  if missing:
-    raise ValueError(f"{data_dir}: {len(missing)} items have no (or an empty) reference ID, e.g. {missing[0]}")
-  items = [ref.ids[i] for i in data.item_ids]
-  gen = T5IdGenerator(assigner.config, gen_params, assigner.tokenizer, assigner.options, progress=assigner.progress)
-  texts = user_ids.user_history_texts(data, items, leaky=assigner.leaky)
-  users = assign.assign_ids(gen, texts, assigner.schedule, uniqueness.IdNamespace(assign.token_key_fn(assigner.tokenizer)))
-  return items, list(users.ids)
 
 
 def bootstrap_generator(data: RecData, item_texts: Sequence[str], tokenizer, vocab_size: int, *,

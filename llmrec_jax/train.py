@@ -66,7 +66,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
                                               seed=schedule.seed, checkpoint=rec_checkpoint,
                                               loss_normalizing_factor=loss_normalizing_factor)
   boot = {}
-  if gen_checkpoint or initial_ids == "title":
+  if gen_checkpoint or not idgenrec.needs_bootstrap(initial_ids, schedule):
     gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
                                                 seed=schedule.seed + 1, checkpoint=gen_checkpoint)
     gen_config = gen_model.module.config
@@ -78,8 +78,10 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
         dataclasses.replace(gen_config, dropout_rate=dropout_rate)))
   assigner = idgenrec.GeneratorAssigner(
       gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
-      options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len))
-  item_ids, user_ids = idgenrec.initial_ids(initial_ids, data, data_dir, assigner=assigner, gen_params=gen_params)
+      options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len),
+  ) if idgenrec.needs_generator(initial_ids, schedule) else None  # fixed IDs: no generator at all
+  item_ids, user_ids = idgenrec.initial_ids(initial_ids, data, data_dir, assigner=assigner, gen_params=gen_params,
+                                            encode=tokenizer.encode, seed=schedule.seed)
   writer = metric_writers.create_metric_writer(model_dir, log_to_stdout=False)
 
   def log_fn(record):
@@ -97,7 +99,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   loop = alternating.IdGenRecLoop(ctx)
   loop.maybe_restore()
   summary = loop.run(max_optimizer_steps=max_optimizer_steps)
-  summary.update(dataset=data.name, bootstrap=boot, id_stats=assigner.stats,
+  summary.update(dataset=data.name, bootstrap=boot, id_stats=assigner.stats if assigner else {},
                  train_examples=split["train"].num_examples)
   with open(os.path.join(model_dir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)

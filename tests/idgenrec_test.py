@@ -1,0 +1,140 @@
+"""Run setup: the fixed ID schemes (title / reference / sequential / random) and when a run needs
+an ID generator; plus one tiny `train()` with a fixed scheme that must train no generator."""
+import gzip
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+from llmrec_jax import alternating, idgenrec
+from llmrec_jax import train as train_lib
+from llmrec_jax.data import records, synthetic
+
+
+def _data(**kw):
+  return synthetic.make_synthetic(num_users=kw.pop("num_users", 40), num_items=kw.pop("num_items", 30), seed=0,
+                                  num_topics=4, min_len=4, max_len=9, **kw)
+
+
+def _seq(*items):
+  return np.array(items, np.int32)
+
+
+def _first_appearance_brute_force(data):
+  order = []
+  for part in ([s[:-2] for s in data.sequences] + [s[-2:] for s in data.sequences]):
+    for item in part:
+      if int(item) not in order:
+        order.append(int(item))
+  order += [n for n in range(data.num_items) if n not in order]
+  return {item: rank for rank, item in enumerate(order)}
+
+
+def test_sequential_numbers_items_by_first_training_appearance():
+  data = _data()
+  expected = _first_appearance_brute_force(data)
+  ids = idgenrec.fixed_item_ids("sequential", data, "")
+  assert ids == [str(expected[n] + 1) for n in range(data.num_items)]
+  # Hand-made: item 2 is a held-out (test) item of user 0 and first seen in training by user 1.
+  tiny = records.RecData(name="t", user_ids=("a", "b"), item_ids=("x", "y", "z", "w"), item_meta=({},) * 4,
+                         sequences=(_seq(0, 1, 3, 2), _seq(2, 0, 1, 3)))
+  # Training parts: a -> [0, 1], b -> [2, 0]; held out: [3, 2], [1, 3].
+  assert idgenrec.fixed_item_ids("sequential", tiny, "") == ["1", "2", "3", "4"]
+  assert idgenrec.first_appearance_rank(tiny).tolist() == [0, 1, 2, 3]
+
+
+def test_random_is_a_seeded_permutation_of_the_sequential_numbers():
+  data = _data()
+  seq = idgenrec.fixed_item_ids("sequential", data, "")
+  a = idgenrec.fixed_item_ids("random", data, "", seed=3)
+  assert sorted(a, key=int) == sorted(seq, key=int)          # same numbers, so the same lengths
+  assert a == idgenrec.fixed_item_ids("random", data, "", seed=3)  # reproducible
+  assert a != idgenrec.fixed_item_ids("random", data, "", seed=4)
+  assert a != seq
+
+
+@pytest.mark.parametrize("kind", ["sequential", "random", "title"])
+def test_fixed_ids_are_unique_token_sequences_under_a_lossy_tokenizer(kind):
+  data = _data(num_items=60, num_users=80)
+  # Merges digits 1/7 and 0/8 and drops every 'e': many strings share a token sequence.
+  lossy = lambda text: [ord(c) for c in text.replace("7", "1").replace("8", "0").replace("e", "")]
+  ids = idgenrec.fixed_item_ids(kind, data, "", encode=lossy, seed=0)
+  keys = [tuple(lossy(i)) for i in ids]
+  assert len(ids) == data.num_items and all(keys) and len(set(keys)) == len(ids)
+  plain = idgenrec.fixed_item_ids(kind, data, "", seed=0)
+  assert len(set(plain)) == len(plain) and all(plain)
+  if kind != "title":
+    assert any(a != b for a, b in zip(ids, plain))  # the lossy tokenizer forced suffixes
+
+
+def test_title_ids_use_the_first_words_and_yelp_names():
+  meta = ({"title": "Alpha Beta Gamma Delta"}, {"title": "alpha beta gamma zeta"}, {"name": "Sal&apos;s Pizza"},
+          {}, {"title": "Alpha  BETA"})
+  data = records.RecData(name="t", user_ids=("u1", "u2"), item_ids=tuple("abcde"), item_meta=meta,
+                         sequences=(_seq(0, 1, 2, 3, 4), _seq(4, 3, 2, 1, 0)))
+  ids = idgenrec.fixed_item_ids("title", data, "", title_words=2)
+  assert ids == ["alpha beta", "alpha beta 2", "sal s", "item 3", "alpha beta 3"]
+
+
+def _write_reference(tmp_path, lines):
+  with gzip.open(tmp_path / "reference_textual_ids.txt.gz", "wt", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def test_reference_ids_fill_an_empty_id_and_reject_missing_items(tmp_path):
+  data = records.RecData(name="t", user_ids=("u1",), item_ids=("a", "b", "c"), item_meta=({},) * 3,
+                         sequences=(_seq(0, 1, 2),))
+  _write_reference(tmp_path, ["a red lipstick", "b", "c blue pen"])
+  assert idgenrec.fixed_item_ids("reference", data, str(tmp_path)) == ["red lipstick", "item 1", "blue pen"]
+  items, users = idgenrec.initial_ids("reference", data, str(tmp_path))  # no assigner: fixed user IDs
+  assert users == ["user 1"] and items[0] == "red lipstick"
+  _write_reference(tmp_path, ["a red lipstick", "b x"])
+  with pytest.raises(ValueError, match="no reference ID"):
+    idgenrec.fixed_item_ids("reference", data, str(tmp_path))
+
+
+def test_which_runs_need_a_generator():
+  fixed = alternating.Schedule(id_epochs=0.0)
+  alternating_ = alternating.Schedule(id_epochs=0.5)
+  for kind in idgenrec.FIXED_IDS:
+    assert not idgenrec.needs_generator(kind, fixed) and not idgenrec.needs_bootstrap(kind, fixed)
+    assert idgenrec.needs_generator(kind, alternating_)
+  assert idgenrec.needs_generator("bootstrap", fixed) and idgenrec.needs_bootstrap("bootstrap", fixed)
+  assert idgenrec.needs_bootstrap("reference", alternating_)      # its user IDs come from the generator
+  assert not idgenrec.needs_bootstrap("random", alternating_)     # starts from a random-init generator
+  with pytest.raises(ValueError, match="initial_ids must be one of"):
+    idgenrec.needs_generator("semantic", fixed)
+  with pytest.raises(ValueError, match="needs the generator"):
+    idgenrec.initial_ids("bootstrap", _data(), "")
+
+
+def test_initial_ids_of_fixed_schemes_share_user_ids():
+  data = _data()
+  users = {kind: idgenrec.initial_ids(kind, data, "")[1] for kind in ("title", "random", "sequential")}
+  assert users["title"] == users["random"] == users["sequential"] == [f"user {u}" for u in range(1, 41)]
+
+
+# ------------------------------------------------------------------ one tiny run
+_TRAIN_USES_NEEDS_GENERATOR = "needs_generator" in inspect.getsource(train_lib.train)
+
+
+@pytest.mark.skipif(not _TRAIN_USES_NEEDS_GENERATOR,
+                    reason="llmrec_jax/train.py does not call idgenrec.needs_generator yet (issue 7 patch)")
+def test_fixed_scheme_run_trains_no_generator(tmp_path, monkeypatch):
+  def no_bootstrap(*args, **kwargs):
+    raise AssertionError("a fixed-scheme run must not bootstrap a generator")
+  monkeypatch.setattr(idgenrec, "bootstrap_generator", no_bootstrap)
+  monkeypatch.setattr(idgenrec.GeneratorAssigner, "__call__", no_bootstrap)
+  from llmrec_jax import evaluation  # pylint: disable=g-import-not-at-top
+  summary = train_lib.train(
+      model_dir=str(tmp_path), initial_ids="sequential", dataset_vocab_size=120,
+      synthetic_users=24, synthetic_items=24, input_len=96, target_len=8, text_len=16, id_len=8,
+      eval_batch_size=8, max_eval_examples=8,
+      schedule=alternating.Schedule(rounds=1, rec_epochs=0.1, id_epochs=0.0, rec_batch_size=8, sample_num=1,
+                                    max_his=4),
+      decode=evaluation.DecodeOptions(num_beams=4, ks=(1, 4)))
+  assert [(r["round"], r["phase"]) for r in summary["phases"]] == [(0, "rec")]
+  assert summary["bootstrap"] == {} and summary["id_stats"] == {}
+  with open(tmp_path / "results.json", encoding="utf-8") as f:
+    assert json.load(f)["best"]["test"].keys() == {"hit@1", "ndcg@1", "hit@4", "ndcg@4"}
