@@ -9,6 +9,7 @@ here: the trainer owns it. Batches use seqio `EncDecFeatureConverter` keys:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import inspect
 from typing import Any, Callable, Mapping, Optional
@@ -22,6 +23,43 @@ from llmrec_jax import losses
 Array = jax.Array
 PyTree = Any
 Batch = Mapping[str, Array]
+
+
+class OutputVocab(str, enum.Enum):
+  """Which logits a decode step computes when the outputs are restricted to U tokens.
+
+  FULL: all V (T5X). SUBSET_EXACT: the full projection, but the search sees the U subset
+  columns plus one "rest" column holding the log-sum-exp of the other V - U logits, so its
+  log_softmax over U + 1 columns equals the full-vocab log_softmax at the U tokens (HF
+  `prefix_allowed_tokens_fn` scores; a trie never allows the rest column). SUBSET: only the
+  U columns are projected (~V/U times cheaper output layer) and the softmax is over them, i.e.
+  renormalised over the allowed-token set: scores, and so rankings, may differ from HF's.
+  """
+  FULL = "full"
+  SUBSET_EXACT = "subset_exact"
+  SUBSET = "subset"
+
+
+REST_TOKEN = 0  # token id reported for the SUBSET_EXACT rest column (pad: never in an item)
+
+
+def subset_logits_with_rest(logits_BKxV: Array, token_ids_U: Array) -> Array:
+  """[BK, V] -> [BK, U + 1]: the logits of `token_ids_U` (int32 [U], distinct) and, last, the
+  log-sum-exp of all other logits (-inf if there are none): log_softmax of the result equals
+  log_softmax(logits_BKxV) at the U tokens."""
+  logits_BKxV = logits_BKxV.astype(jnp.float32)
+  v = logits_BKxV.shape[-1]
+  in_subset_V = jnp.zeros((v,), jnp.bool_).at[token_ids_U].set(True)
+  rest_BKx1 = jax.nn.logsumexp(jnp.where(in_subset_V[None, :], -jnp.inf, logits_BKxV), axis=-1,
+                               keepdims=True)
+  return jnp.concatenate([jnp.take(logits_BKxV, token_ids_U, axis=1), rest_BKx1], axis=1)
+
+
+def subset_column_token_ids(token_ids_U: Array, output_vocab: OutputVocab | str) -> Array:
+  """The `column_token_ids` a decode_fn needs for the step logits of `output_vocab`."""
+  if OutputVocab(output_vocab) == OutputVocab.SUBSET_EXACT:
+    return jnp.concatenate([token_ids_U.astype(jnp.int32), jnp.array([REST_TOKEN], jnp.int32)])
+  return token_ids_U.astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,21 +188,33 @@ class EncoderDecoderModel:
     return jnp.sum(token_logp_BxT * weights_BxT.astype(jnp.float32), axis=-1)
 
   # ----------------------------------------------------------------------------- decoding
-  def _compute_logits_from_slice(self, decoding_state, params: PyTree, encoded_BKxSxD: Array,
-                                 raw_inputs_BKxS: Array, max_decode_length: int):
-    """tokens_to_logits for the decode_fn: one cached decoder step for every beam."""
+  def _compute_logits_from_slice(self, decoding_state, params: PyTree, raw_inputs_BxS: Array,
+                                 max_decode_length: int,
+                                 output_kernel_DxU: Optional[Array] = None,
+                                 subset_token_ids_U: Optional[Array] = None):
+    """tokens_to_logits for the decode_fn: one cached decoder step for every beam.
+
+    The B*K beams attend to the B examples' cross-attention keys/values cached at cache
+    creation (`encoded=None`): nothing of size [B*K, S, ...] is built. With
+    `output_kernel_DxU` the logits cover its U columns; with `subset_token_ids_U` they are
+    `subset_logits_with_rest` of the full logits.
+    """
     logits_BKx1xV, new_vars = self.module.apply(
         {"params": params, "cache": decoding_state.cache},
-        encoded_BKxSxD,
-        raw_inputs_BKxS,
+        None,
+        raw_inputs_BxS,
         decoding_state.cur_token,
         decoding_state.cur_token,
         enable_dropout=False,
         decode=True,
         max_decode_length=max_decode_length,
+        output_kernel_DxU=output_kernel_DxU,
         mutable=["cache"],
         method=self.module.decode)
-    return logits_BKx1xV[:, 0, :].astype(jnp.float32), new_vars["cache"]
+    logits_BKxV = logits_BKx1xV[:, 0, :].astype(jnp.float32)
+    if subset_token_ids_U is not None:
+      logits_BKxV = subset_logits_with_rest(logits_BKxV, subset_token_ids_U)
+    return logits_BKxV, new_vars["cache"]
 
   def predict_batch(self, params: PyTree, batch: Batch, rng: Optional[Array] = None, **kwargs) -> Array:
     return self.predict_batch_with_aux(params, batch, rng=rng, **kwargs)[0]
@@ -173,13 +223,22 @@ class EncoderDecoderModel:
                              decoder_params: Optional[Mapping[str, Any]] = None,
                              return_all_decodes: Optional[bool] = None,
                              num_decodes: Optional[int] = None,
-                             prompt_with_targets: bool = False) -> tuple[Array, dict[str, Array]]:
+                             prompt_with_targets: bool = False,
+                             output_token_ids: Optional[Array] = None,
+                             output_vocab: OutputVocab | str = OutputVocab.SUBSET_EXACT
+                             ) -> tuple[Array, dict[str, Array]]:
     """Decodes with `decode_fn`; returns (decodes, {'scores': ...}).
 
     decodes are [B, T] (best beam) or, with `return_all_decodes`, [B, K, T] in ascending score
     order (T5X's: best last), with scores [B] or [B, K]. A batch key `excluded_items` [B, E]
     (item indices, -1 padded) is passed to decode functions that accept `excluded_items`
     (trie-constrained search excluding each user's seen items).
+
+    `output_token_ids` (int32 [U], distinct; e.g. `ItemTrie.token_ids`) restricts the step
+    logits to those tokens as `output_vocab` says (see `OutputVocab`); the decode_fn then gets
+    `column_token_ids` (`subset_column_token_ids`) and its masks / trie must be over columns
+    (`ItemTrie.compact()`). The decode cache is created from the encoder states, so each layer
+    projects the encoder output to cross-attention keys/values once per batch, at batch B.
     """
     if prompt_with_targets:
       raise NotImplementedError("prompt_with_targets is for decoder-only models")
@@ -187,26 +246,36 @@ class EncoderDecoderModel:
       return_all_decodes = self._default_decoder_params.return_all_decodes
     if num_decodes is None:
       num_decodes = self._default_decoder_params.num_decodes
+    output_vocab = OutputVocab(output_vocab)
     inputs_BxS = batch["encoder_input_tokens"]
     target_shape = batch["decoder_input_tokens"].shape
     max_decode_length = target_shape[1]
 
-    # Cache with the full decode length (T5X: a decode=True call on ones initialises it).
-    _, variables_with_cache = self.module.apply(
-        {"params": params}, jnp.ones_like(inputs_BxS), jnp.ones(target_shape, inputs_BxS.dtype),
-        jnp.ones(target_shape, inputs_BxS.dtype), decode=True, enable_dropout=False,
-        mutable=["cache"])
-    cache = variables_with_cache["cache"]
     encoded_BxSxD = self.module.apply({"params": params}, inputs_BxS, enable_dropout=False,
                                       method=self.module.encode)
-    # Interleaved expansion (each example's beams adjacent), as T5X's flat_batch_beam_expand.
-    encoded_BKxSxD = jnp.repeat(encoded_BxSxD, num_decodes, axis=0)
-    raw_inputs_BKxS = jnp.repeat(inputs_BxS, num_decodes, axis=0)
-    tokens_ids_to_logits = functools.partial(
-        self._compute_logits_from_slice, params=params, encoded_BKxSxD=encoded_BKxSxD,
-        raw_inputs_BKxS=raw_inputs_BKxS, max_decode_length=max_decode_length)
-
+    # A decode=True call without a cache creates it (zero self-attention cache of the full
+    # decode length) and stores every layer's cross-attention keys/values of `encoded`. Its
+    # logits are unused (XLA drops them).
+    ones_BxT = jnp.ones(target_shape, inputs_BxS.dtype)
+    _, variables_with_cache = self.module.apply(
+        {"params": params}, encoded_BxSxD, inputs_BxS, ones_BxT, ones_BxT, decode=True,
+        enable_dropout=False, mutable=["cache"], method=self.module.decode)
+    cache = variables_with_cache["cache"]
+    step_kwargs = {}
     decoder_params = dict(decoder_params or {})
+    if output_token_ids is not None and output_vocab != OutputVocab.FULL:
+      ids_U = jnp.asarray(output_token_ids, jnp.int32)
+      if output_vocab == OutputVocab.SUBSET:
+        # Gathered once per batch, outside the decode loop.
+        step_kwargs["output_kernel_DxU"] = self.module.apply(
+            {"params": params}, ids_U, method=self.module.output_kernel)
+      else:
+        step_kwargs["subset_token_ids_U"] = ids_U
+      decoder_params["column_token_ids"] = subset_column_token_ids(ids_U, output_vocab)
+    tokens_ids_to_logits = functools.partial(
+        self._compute_logits_from_slice, params=params, raw_inputs_BxS=inputs_BxS,
+        max_decode_length=max_decode_length, **step_kwargs)
+
     if rng is not None:
       decoder_params["decode_rng"] = rng
     if "excluded_items" in batch and _accepts(self._decode_fn, "excluded_items"):

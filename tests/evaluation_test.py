@@ -25,25 +25,40 @@ def setup():
   return id_tokens, trie, model, params, batch
 
 
-def _brute_force(model, params, enc, id_tokens, normalize):
+def _brute_force(model, params, enc, id_tokens, normalize, subset_U=None):
+  """Every item's teacher-forced score; with subset_U, log_softmax over those tokens only."""
   scores = np.zeros((enc.shape[0], len(id_tokens)))
   for i, toks in enumerate(id_tokens):
     tgt = np.zeros((enc.shape[0], T), np.int32)
     tgt[:, :len(toks) + 1] = toks + [1]
-    s = np.asarray(model.score_batch(params, {
-        "encoder_input_tokens": enc, "decoder_target_tokens": tgt,
-        "decoder_input_tokens": toy_tasks.shift_right(tgt)}))
+    batch = {"encoder_input_tokens": enc, "decoder_target_tokens": tgt,
+             "decoder_input_tokens": toy_tasks.shift_right(tgt)}
+    if subset_U is None:
+      s = np.asarray(model.score_batch(params, batch))
+    else:
+      logits = np.asarray(model._compute_logits(params, batch), np.float64)  # pylint: disable=protected-access
+      sub = logits[:, :, subset_U]
+      m = sub.max(-1, keepdims=True)
+      lse = m[..., 0] + np.log(np.exp(sub - m).sum(-1))
+      tok_lp = np.take_along_axis(logits, tgt[..., None], axis=-1)[..., 0] - lse
+      s = (tok_lp * (tgt > 0)).sum(-1)
     scores[:, i] = s / (len(toks) + 1) if normalize else s
   return scores
 
 
-@pytest.mark.parametrize("norm", ["t5x", "hf"])
-def test_topk_equals_brute_force_ranking(setup, norm):
+@pytest.mark.parametrize("norm,output_vocab", [("t5x", "subset_exact"), ("hf", "subset_exact"),
+                                               ("hf", "full"), ("hf", "subset")])
+def test_topk_equals_brute_force_ranking(setup, norm, output_vocab):
+  """Exact modes rank by full-vocab scores; 'subset' by scores renormalised over the trie's
+  tokens (its documented approximation)."""
   id_tokens, trie, model, params, batch = setup
-  opts = evaluation.DecodeOptions(num_beams=7, length_normalization=norm, alpha=0.0, ks=(5,))
+  opts = evaluation.DecodeOptions(num_beams=7, length_normalization=norm, alpha=0.0, ks=(5,),
+                                  output_vocab=output_vocab)
   items, scores = evaluation.make_topk_fn(model, opts)(params, batch, trie.arrays)
   items, scores = np.asarray(items), np.asarray(scores)
-  brute = _brute_force(model, params, batch["encoder_input_tokens"], id_tokens, normalize=norm == "hf")
+  brute = _brute_force(model, params, batch["encoder_input_tokens"], id_tokens,
+                       normalize=norm == "hf",
+                       subset_U=trie.token_ids if output_vocab == "subset" else None)
   for b in range(4):
     assert sorted(items[b].tolist()) == list(range(7))  # every item exactly once
     np.testing.assert_allclose(scores[b], np.sort(brute[b])[::-1], rtol=1e-4, atol=1e-4)
@@ -58,3 +73,16 @@ def test_evaluate_metrics_follow_ranks(setup):
   assert top.shape == (4, 5) and ((top >= 0) & (top < 7)).all()
   ranks = ranking.ranks_from_topk(top, targets)
   assert metrics == ranking.ranking_metrics(ranks, (1, 5))
+
+
+def test_subset_mode_scores_differ_from_full_vocab(setup):
+  """The approximation is real: renormalising over the trie's tokens raises every score."""
+  _, trie, model, params, batch = setup
+  run = lambda mode: np.asarray(evaluation.make_topk_fn(model, evaluation.DecodeOptions(
+      num_beams=7, ks=(5,), output_vocab=mode))(params, batch, trie.arrays)[1])
+  assert (run("subset") > run("subset_exact") + 1e-3).all()
+
+
+def test_bad_output_vocab_fails_loudly():
+  with pytest.raises(ValueError, match="subset_exactt"):
+    evaluation.DecodeOptions(output_vocab="subset_exactt")

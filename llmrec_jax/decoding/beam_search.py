@@ -6,7 +6,8 @@ fields and its output convention (`[B, K, L]` sequences, `[B, K]` scores, **asce
 last**). Conventions shared with T5X:
 
 * `cache` arrives with batch B (batch axis at `cache_offset`); the beam axis is added here. Leaves
-  named `cache_index`, `cached_bias` or `position_embedder_index` are left alone.
+  named `cache_index`, `cached_bias` or `position_embedder_index` are left alone, and so are
+  `projected_key` / `projected_value` (per-example cross-attention memory, kept at batch B).
 * Sequences carry a dummy BOS (0) in slot 0; `cur_index` is the slot of `cur_token`.
 * `inputs` only gives B and the default `max_decode_len`; prompts are not forced.
 * Scores: `sum_logprob / P(len)` with len = generated tokens incl. EOS and P from
@@ -43,7 +44,11 @@ from llmrec_jax.decoding import trie as trie_lib
 
 PyTree = Any
 NEG_INF = -np.inf
-_CACHE_SKIP = ("cache_index", "cached_bias", "position_embedder_index")
+# Left alone by beam expansion and beam gathers: bookkeeping scalars/biases, and the
+# cross-attention keys/values projected once per example (`network.layers`), which all beams of
+# an example share.
+_CACHE_SKIP = ("cache_index", "cached_bias", "position_embedder_index", "projected_key",
+               "projected_value")
 
 
 @flax.struct.dataclass

@@ -58,12 +58,18 @@ class TrieArrays:
   wide_nodes_H: jax.Array  # int32 [H] sorted ids of wide non-root nodes (H >= 1: padded
   #                          with int32 max when there are none)
   wide_bits_HxW: jax.Array  # uint32 [H, ceil(V / 32)]: bit t of row h = token t is a child
+  token_ids_U: jax.Array  # int32 [U] sorted tokens occurring in some item (EOS included); in
+  #                         the compact form, the token of each column.
   vocab_size: int = flax.struct.field(pytree_node=False, default=0)
   eos_id: int = flax.struct.field(pytree_node=False, default=1)
   gather_width: int = flax.struct.field(pytree_node=False, default=1)  # max narrow fan-out
   search_steps: int = flax.struct.field(pytree_node=False, default=1)  # log2(max fan-out+1)
   has_wide: bool = flax.struct.field(pytree_node=False, default=False)
   max_len: int = flax.struct.field(pytree_node=False, default=0)  # longest item incl. EOS
+  # The same trie over columns (`ItemTrie.compact()`: token token_ids_U[j] is column j), for
+  # decoders whose logits cover only `token_ids_U`; it shares the node-indexed arrays. None in
+  # the compact form itself.
+  compact: "TrieArrays | None" = None
 
 
 class ItemTrie:
@@ -228,23 +234,29 @@ class ItemTrie:
           wide_nodes_H=self.wide_nodes if len(self.wide_nodes) else
           np.array([np.iinfo(np.int32).max], np.int32),
           wide_bits_HxW=self.wide_bits)
+      compact = self.compact()
+      host["token_ids_U"] = self.token_ids
+      compact_host = dict(root_child_V=compact.root_child, node_token_M=compact.node_token,
+                          wide_bits_HxW=compact.wide_bits)
       # Explicit device_put (fine under jax_transfer_guard="disallow"), and concrete even when
       # first asked for inside a jit trace (the cached arrays must not be tracers).
       with jax.ensure_compile_time_eval():
-        device = jax.device_put(host)
-      self._arrays = TrieArrays(
-          **device,
-          vocab_size=self.vocab_size, eos_id=self.eos_id, gather_width=self.gather_width,
-          search_steps=steps, has_wide=bool(len(self.wide_nodes)), max_len=self.max_len)
+        device, compact_device = jax.device_put((host, compact_host))
+      static = dict(gather_width=self.gather_width, search_steps=steps,
+                    has_wide=bool(len(self.wide_nodes)), max_len=self.max_len)
+      compact_arrays = TrieArrays(**{**device, **compact_device}, vocab_size=compact.vocab_size,
+                                  eos_id=compact.eos_id, **static)
+      self._arrays = TrieArrays(**device, vocab_size=self.vocab_size, eos_id=self.eos_id,
+                                compact=compact_arrays, **static)
     return self._arrays
 
   @property
   def nbytes(self) -> int:
-    """Bytes of the device arrays (== host arrays)."""
+    """Bytes of the full-vocab arrays (the device `compact` view adds a root table over U,
+    node tokens as columns and narrower bit rows; it shares the other arrays)."""
     return sum(int(a.nbytes) for a in (self.root_child, self.child_offsets, self.node_token,
                                        self.leaf_item, self.leaf_count, self.item_path,
-                                       self.wide_nodes,
-                                       self.wide_bits))
+                                       self.wide_nodes, self.wide_bits, self.token_ids))
 
   # ---------------------------------------------------------------- host walks
   def step_np(self, node_X: np.ndarray, token_X: np.ndarray) -> np.ndarray:

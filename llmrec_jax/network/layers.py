@@ -241,13 +241,22 @@ def dot_product_attention(query_BxLxHxDh: Array, key_BxMxHxDh: Array, value_BxMx
 
 
 class MultiHeadDotProductAttention(nn.Module):
-  """T5 multi-head attention with T5X's autoregressive KV cache.
+  """T5 multi-head attention with T5X's autoregressive KV cache and a cross-attention K/V cache.
 
-  Cache (collection 'cache', only when `decode=True`): `cached_key`, `cached_value` laid out
-  [B, H, Dh, L_max] as in T5X (length last: the one-hot scatter trick), and a scalar int32
-  `cache_index`. The first decode=True call creates a zero cache sized by its inputs' length;
-  every later call takes one position [B, 1, D], writes it at `cache_index`, attends to
-  positions <= cache_index and uses row `cache_index` of the full relative-position bias.
+  Self-attention cache (collection 'cache', only when `decode=True`): `cached_key`,
+  `cached_value` laid out [B, H, Dh, L_max] as in T5X (length last: the one-hot scatter trick),
+  and a scalar int32 `cache_index`. The first decode=True call creates a zero cache sized by its
+  inputs' length; every later call takes one position [B, 1, D], writes it at `cache_index`,
+  attends to positions <= cache_index and uses row `cache_index` of the full relative-position
+  bias.
+
+  Cross-attention cache (`cache_kv=True`, the decoder's encoder-decoder attention in decode
+  mode): the memory's projected keys/values `projected_key`, `projected_value` [Bm, M, H, Dh]
+  are stored by the call that creates the cache and reused by calls with `inputs_kv=None`, so a
+  decode step does not re-project the encoder output. They are per example, not per beam:
+  queries [Bm * K, 1, D] (the K beams of an example adjacent) attend as [Bm, K, ...] against
+  keys [Bm, M, ...] ("grouped" attention, no repetition of the memory). Beam searches leave
+  these leaves un-expanded and un-gathered (`beam_search._CACHE_SKIP`).
   """
   num_heads: int
   head_dim: int
@@ -257,21 +266,48 @@ class MultiHeadDotProductAttention(nn.Module):
   float32_logits: bool = False
 
   @nn.compact
-  def __call__(self, inputs_q_BxLxD: Array, inputs_kv_BxMxD: Array, mask: Array | None = None,
-               bias: Array | None = None, *, decode: bool = False,
-               deterministic: bool = False) -> Array:
-    """Args: mask [B|1, 1|H, L, M] (>0 = attend), bias [1, H, L, M]. Returns out_BxLxD."""
+  def __call__(self, inputs_q_BxLxD: Array, inputs_kv_BxMxD: Array | None,
+               mask: Array | None = None, bias: Array | None = None, *, decode: bool = False,
+               deterministic: bool = False, cache_kv: bool = False) -> Array:
+    """Attention of `inputs_q` over `inputs_kv`.
+
+    Args:
+      inputs_q_BxLxD: queries.
+      inputs_kv_BxMxD: memory, or None with `cache_kv` to use the cached projected memory.
+        Its batch may divide the queries' (grouped attention, see the class docstring).
+      mask: [B|1, 1|H, L, M] (>0 = attend); in grouped attention [Bm|1, 1, 1, M].
+      bias: [1, H, L, M].
+      decode: self-attention KV cache (see the class docstring).
+      deterministic: no dropout.
+      cache_kv: the cache-creating call (no `projected_key` yet) stores the projected memory;
+        calls with `inputs_kv=None` read it.
+    Returns:
+      out_BxLxD.
+    """
     projection = functools.partial(DenseGeneral, axis=-1, features=(self.num_heads, self.head_dim),
                                    kernel_axes=("embed", "joined_kv"), dtype=self.dtype)
     depth_scaling = jnp.sqrt(self.head_dim).astype(self.dtype)
     query_init = lambda *args: self.kernel_init(*args) / depth_scaling  # noqa: E731
     query_BxLxHxDh = projection(kernel_init=query_init, name="query")(inputs_q_BxLxD)
-    key_BxMxHxDh = projection(kernel_init=self.kernel_init, name="key")(inputs_kv_BxMxD)
-    value_BxMxHxDh = projection(kernel_init=self.kernel_init, name="value")(inputs_kv_BxMxD)
+    key_proj = projection(kernel_init=self.kernel_init, name="key")
+    value_proj = projection(kernel_init=self.kernel_init, name="value")
     heads_axes = ("batch", "length", "heads", "kv")
     query_BxLxHxDh = with_sharding_constraint(query_BxLxHxDh, heads_axes)
-    key_BxMxHxDh = with_sharding_constraint(key_BxMxHxDh, heads_axes)
-    value_BxMxHxDh = with_sharding_constraint(value_BxMxHxDh, heads_axes)
+    if inputs_kv_BxMxD is None:
+      if not (cache_kv and self.has_variable("cache", "projected_key")):
+        raise ValueError("inputs_kv=None needs cache_kv=True and a cache holding the projected "
+                         "memory (create the cache with a decode=True call given the encoder "
+                         "output)")
+      key_BxMxHxDh = self.get_variable("cache", "projected_key")
+      value_BxMxHxDh = self.get_variable("cache", "projected_value")
+    else:
+      key_BxMxHxDh = with_sharding_constraint(key_proj(inputs_kv_BxMxD), heads_axes)
+      value_BxMxHxDh = with_sharding_constraint(value_proj(inputs_kv_BxMxD), heads_axes)
+      if cache_kv and not self.has_variable("cache", "projected_key"):
+        # Only the cache-creating call stores (later steps may pass a beam-repeated memory,
+        # whose shape must not leak into a loop-carried cache).
+        self.put_variable("cache", "projected_key", key_BxMxHxDh)
+        self.put_variable("cache", "projected_value", value_BxMxHxDh)
 
     if decode:
       is_initialized = self.has_variable("cache", "cached_key")
@@ -313,13 +349,32 @@ class MultiHeadDotProductAttention(nn.Module):
     dropout_rng = None
     if not deterministic and self.dropout_rate > 0.0:
       dropout_rng = self.make_rng("dropout")
+    bq, bm = query_BxLxHxDh.shape[0], key_BxMxHxDh.shape[0]
+    if bq != bm:
+      # Grouped: the bq // bm queries sharing one memory row take the length axis.
+      query_BxLxHxDh = _group_queries(query_BxLxHxDh, bm, attention_bias)
     out_BxLxHxDh = dot_product_attention(
         query_BxLxHxDh, key_BxMxHxDh, value_BxMxHxDh, bias=attention_bias,
         dropout_rng=dropout_rng, dropout_rate=self.dropout_rate, deterministic=deterministic,
         dtype=self.dtype, float32_logits=self.float32_logits)
+    if bq != bm:
+      out_BxLxHxDh = out_BxLxHxDh.reshape((bq, 1) + out_BxLxHxDh.shape[2:])
     return DenseGeneral(features=inputs_q_BxLxD.shape[-1], axis=(-2, -1),
                         kernel_init=self.kernel_init, kernel_axes=("joined_kv", "embed"),
                         dtype=self.dtype, name="out")(out_BxLxHxDh)
+
+
+def _group_queries(query_BqxLxHxDh: Array, bm: int, bias: Array | None) -> Array:
+  """[Bm * K, 1, H, Dh] -> [Bm, K, H, Dh] for grouped attention, after checking the shapes."""
+  bq, length = query_BqxLxHxDh.shape[:2]
+  if length != 1 or bq % bm:
+    raise ValueError(f"grouped attention needs one query position and a query batch that is a "
+                     f"multiple of the memory batch; got queries {query_BqxLxHxDh.shape} and "
+                     f"memory batch {bm}")
+  if bias is not None and (bias.shape[0] not in (1, bm) or bias.shape[-2] != 1):
+    raise ValueError(f"grouped attention needs a mask/bias of shape [{bm}|1, ., 1, M], got "
+                     f"{bias.shape}")
+  return query_BqxLxHxDh.reshape((bm, bq // bm) + query_BqxLxHxDh.shape[2:])
 
 
 class MlpBlock(nn.Module):

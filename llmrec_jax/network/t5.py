@@ -12,6 +12,10 @@ Incremental decoding (T5X `EncoderDecoderModel` convention):
   2. `logits_Bx1xV, v = model.apply({'params': p, 'cache': v['cache']}, encoded_BxSxD, enc_BxS,
      tok_Bx1, tok_Bx1, decode=True, max_decode_length=L, enable_dropout=False,
      mutable=['cache'], method=model.decode)` advances one position per call.
+  The cache-creating call (1., or a `decode=True` call of `model.decode` without a cache) also
+  stores each layer's cross-attention keys/values of its encoder states; steps that pass
+  `encoded=None` use them instead of re-projecting the encoder output, and may run B*K beams
+  against the B cached examples (what `models.EncoderDecoderModel` does).
 """
 from __future__ import annotations
 
@@ -79,7 +83,8 @@ class DecoderLayer(nn.Module):
   relative_embedding: nn.Module
 
   @nn.compact
-  def __call__(self, y_BxTxD: Array, encoded_BxSxD: Array, decoder_mask: Array | None = None,
+  def __call__(self, y_BxTxD: Array, encoded_BxSxD: Array | None,
+               decoder_mask: Array | None = None,
                encoder_decoder_mask: Array | None = None, deterministic: bool = False,
                decode: bool = False, max_decode_length: int | None = None) -> Array:
     cfg = self.config
@@ -93,7 +98,8 @@ class DecoderLayer(nn.Module):
     y_BxTxD = y_BxTxD + _dropout(cfg)(h_BxTxD, deterministic=deterministic)
     h_BxTxD = _norm(cfg, "pre_cross_attention_layer_norm")(y_BxTxD)
     h_BxTxD = _attention(cfg, "encoder_decoder_attention")(
-        h_BxTxD, encoded_BxSxD, encoder_decoder_mask, deterministic=deterministic)
+        h_BxTxD, encoded_BxSxD, encoder_decoder_mask, deterministic=deterministic,
+        cache_kv=decode)
     y_BxTxD = y_BxTxD + _dropout(cfg)(h_BxTxD, deterministic=deterministic)
     h_BxTxD = _norm(cfg, "pre_mlp_layer_norm")(y_BxTxD)
     h_BxTxD = _mlp(cfg)(h_BxTxD, deterministic=deterministic)
@@ -130,10 +136,11 @@ class Decoder(nn.Module):
   shared_embedding: nn.Module
 
   @nn.compact
-  def __call__(self, encoded_BxSxD: Array, decoder_input_tokens_BxT: Array,
+  def __call__(self, encoded_BxSxD: Array | None, decoder_input_tokens_BxT: Array,
                decoder_positions: Array | None = None, decoder_mask: Array | None = None,
                encoder_decoder_mask: Array | None = None, deterministic: bool = False,
-               decode: bool = False, max_decode_length: int | None = None) -> Array:
+               decode: bool = False, max_decode_length: int | None = None,
+               output_kernel_DxU: Array | None = None) -> Array:
     del decoder_positions  # relative attention only needs index differences
     cfg = self.config
     relpos = _relpos(cfg)
@@ -146,7 +153,12 @@ class Decoder(nn.Module):
           decode=decode, max_decode_length=max_decode_length)
     y_BxTxD = _norm(cfg, "decoder_norm")(y_BxTxD)
     y_BxTxD = _dropout(cfg)(y_BxTxD, deterministic=deterministic)
-    if cfg.logits_via_embedding:
+    if output_kernel_DxU is not None:
+      # Logits of a token subset only (columns of `Transformer.output_kernel`).
+      logits_BxTxV = jnp.dot(y_BxTxD.astype(jnp.float32), output_kernel_DxU.astype(jnp.float32))
+      if cfg.logits_via_embedding:
+        logits_BxTxV = logits_BxTxV * (y_BxTxD.shape[-1] ** -0.5)
+    elif cfg.logits_via_embedding:
       # Tied output layer; D**-0.5 keeps logits at unit scale (T5 v1.0, HF tie_word_embeddings).
       logits_BxTxV = self.shared_embedding.attend(y_BxTxD) * (y_BxTxD.shape[-1] ** -0.5)
     else:
@@ -202,16 +214,21 @@ class Transformer(nn.Module):
     return self.encoder(tokens_BxS, encoder_mask, deterministic=not enable_dropout,
                         encoder_input_embeddings_BxSxD=encoder_input_embeddings)
 
-  def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
+  def decode(self, encoded: Array | None, encoder_input_tokens: Array, decoder_input_tokens: Array,
              decoder_target_tokens: Array, encoder_segment_ids: Array | None = None,
              decoder_segment_ids: Array | None = None, decoder_positions: Array | None = None,
              enable_dropout: bool = True, decode: bool = False,
-             max_decode_length: int | None = None) -> Array:
+             max_decode_length: int | None = None,
+             output_kernel_DxU: Array | None = None) -> Array:
     """Decoder logits given encoder states.
 
     Args:
-      encoded: [B, S, D] from `encode`.
-      encoder_input_tokens: [B, S] (only `> 0` is used, for the cross-attention mask).
+      encoded: [B, S, D] from `encode`. In a cached decode step: None to use the encoder
+        states' cross-attention keys/values projected when the cache was created (no
+        re-projection per step); then the step's batch may be a multiple B*K of the cache's B
+        (K beams per example, adjacent) and the memory is not repeated.
+      encoder_input_tokens: [B, S] (only `> 0` is used, for the cross-attention mask; in decode
+        mode its batch is the memory's, B, even when the queries are B*K beams).
       decoder_input_tokens: [B, T] (shifted right), or [B, 1] in a cached decode step.
       decoder_target_tokens: [B, T]; `> 0` masks padded targets (ignored except for its shape
         when `decode=True`).
@@ -220,14 +237,16 @@ class Transformer(nn.Module):
       enable_dropout: dropout on.
       decode: use/update the 'cache' collection (see module docstring).
       max_decode_length: cache length L; required for single-step calls.
+      output_kernel_DxU: from `output_kernel(token_ids_U)`: compute the logits of those U
+        tokens only (column j = token_ids_U[j]) instead of all V.
     Returns:
-      logits_BxTxV float32.
+      logits_BxTxV float32 (V = U with `output_kernel_DxU`).
     """
     cfg = self.config
     if decode:
       decoder_mask = None  # causality comes from the cache index
-      encoder_decoder_mask = layers.make_attention_mask(
-          jnp.ones_like(decoder_target_tokens) > 0, encoder_input_tokens > 0, dtype=cfg.dtype)
+      # [B, 1, 1, S]: the same for every query position and beam.
+      encoder_decoder_mask = (encoder_input_tokens > 0)[:, None, None, :].astype(cfg.dtype)
     else:
       decoder_mask = layers.make_decoder_mask(decoder_target_tokens, cfg.dtype,
                                               decoder_segment_ids_BxT=decoder_segment_ids)
@@ -245,7 +264,16 @@ class Transformer(nn.Module):
     return self.decoder(encoded, decoder_input_tokens, decoder_positions=decoder_positions,
                         decoder_mask=decoder_mask, encoder_decoder_mask=encoder_decoder_mask,
                         deterministic=not enable_dropout, decode=decode,
-                        max_decode_length=max_decode_length)
+                        max_decode_length=max_decode_length, output_kernel_DxU=output_kernel_DxU)
+
+  def output_kernel(self, token_ids_U: Array) -> Array:
+    """kernel_DxU: the output-projection columns of `token_ids_U` (int32 [U]), gathered once
+    per batch for `decode(..., output_kernel_DxU=...)`: the tied embedding rows (the D**-0.5
+    scale is applied in `decode`) or the `logits_dense` kernel columns."""
+    if self.config.logits_via_embedding:
+      return jnp.take(self.shared_embedding.embedding, token_ids_U, axis=0).T
+    kernel_DxV = self.variables["params"]["decoder"]["logits_dense"]["kernel"]
+    return jnp.take(kernel_DxV, token_ids_U, axis=1)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Array, encoder_segment_ids: Array | None = None,

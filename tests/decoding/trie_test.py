@@ -203,7 +203,8 @@ def test_padded_rows_must_be_clean():
 def test_trie_arrays_are_a_pytree_and_jit_argument():
   trie = trie_lib.ItemTrie.from_sequences([[2, 3, 1], [2, 4, 1], [5, 1]], vocab_size=6)
   leaves, treedef = jax.tree_util.tree_flatten(trie.arrays)
-  assert len(leaves) == 8 and all(isinstance(x, jax.Array) for x in leaves)
+  # 9 arrays of the full trie + 9 of its compact view (4 of them shared buffers).
+  assert len(leaves) == 18 and all(isinstance(x, jax.Array) for x in leaves)
   again = jax.tree_util.tree_unflatten(treedef, leaves)
   assert again.gather_width == trie.max_fanout == 2 and again.vocab_size == 6
   out = jax.jit(lambda t, n, k: trie_lib.trie_step(t, n, k))(
@@ -220,3 +221,25 @@ def test_arrays_first_built_inside_jit_are_concrete_and_transfer_guard_safe():
     out = jax.jit(lambda n, t: trie_lib.trie_step(trie.arrays, n, t))(node, tok)
   assert not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trie.arrays))
   np.testing.assert_array_equal(np.asarray(out), trie.step_np(np.zeros(2), np.array([2, 5])))
+
+
+@pytest.mark.parametrize("dense_fanout", [128, 1])
+def test_arrays_compact_view_equals_compact_trie(helpers, dense_fanout):
+  """`arrays.compact` is `ItemTrie.compact().arrays` (field by field), sharing the node-indexed
+  buffers, and its masks are the full masks' columns at token_ids_U."""
+  items = helpers["random_catalogue"](np.random.default_rng(4), 30, vocab=9, max_len=4)
+  trie = trie_lib.ItemTrie.from_sequences(items, vocab_size=15, dense_fanout=dense_fanout)
+  got, want = trie.arrays.compact, trie.compact().arrays
+  assert got.compact is None and want.compact is not None
+  for name in ("vocab_size", "eos_id", "gather_width", "search_steps", "has_wide", "max_len"):
+    assert getattr(got, name) == getattr(want, name), name
+  for name in ("root_child_V", "child_offsets_M1", "node_token_M", "leaf_item_M", "leaf_count_M",
+               "item_path_NxC1", "wide_nodes_H", "wide_bits_HxW"):
+    np.testing.assert_array_equal(np.asarray(getattr(got, name)), np.asarray(getattr(want, name)))
+  np.testing.assert_array_equal(np.asarray(got.token_ids_U), trie.token_ids)  # column -> token
+  assert got.item_path_NxC1 is trie.arrays.item_path_NxC1
+  nodes = jnp.arange(-1, trie.num_nodes, dtype=jnp.int32)
+  full = np.asarray(trie_lib.allowed_mask(trie.arrays, nodes))
+  cols = np.asarray(trie_lib.allowed_mask(got, nodes, got.vocab_size + 1))
+  np.testing.assert_array_equal(cols[:, :-1], full[:, trie.token_ids])
+  assert not cols[:, -1].any()  # a column past the trie's (the rest column) is never allowed

@@ -172,6 +172,63 @@ def test_cached_decoding_equals_teacher_forcing(setup):
     bad_step(dec_in[:, :2], max_decode_length=T)
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_cached_cross_kv_beams_equal_teacher_forcing_and_subset_logits(tied):
+  """K beams per example stepping with encoded=None (cross K/V projected once, at batch B,
+  attended without repeating the memory) give each beam's teacher-forced logits; the
+  output_kernel columns equal those columns of the full logits."""
+  k = 3
+  model = Transformer(_config(logits_via_embedding=tied))
+  params = random_params(model, seed=5)
+  enc = _tokens(11, (B, S), pad_from=[S, 3])
+  dec_in = _tokens(12, (B * k, T))
+  dec_in[:, 0] = 0
+  enc_rep = np.repeat(enc, k, axis=0)  # beams of one example adjacent
+  full_BKxTxV = model.apply({"params": params}, enc_rep, dec_in, np.ones_like(dec_in),
+                            enable_dropout=False)
+  ids_U = jnp.array([1, 5, 9, 60], jnp.int32)
+
+  @jax.jit
+  def run(p):
+    encoded = model.apply({"params": p}, enc, enable_dropout=False, method=model.encode)
+    ones = jnp.ones((B, T), jnp.int32)
+    cache = model.apply({"params": p}, encoded, enc, ones, ones, decode=True,
+                        enable_dropout=False, mutable=["cache"], method=model.decode)[1]["cache"]
+    assert cache["decoder"]["layers_0"]["encoder_decoder_attention"]["projected_key"].shape == (
+        B, S, 4, 8)
+    # Self-attention caches per beam; the projected memory stays at B.
+    cache = jax.tree_util.tree_map_with_path(
+        lambda path, x: x if x.ndim == 0 or path[-1].key.startswith("projected")
+        else jnp.repeat(x, k, axis=0), cache)
+    kernel = model.apply({"params": p}, ids_U, method=model.output_kernel)
+    steps, subset = [], []
+    for t in range(T):
+      tok = dec_in[:, t:t + 1]
+      logits, new = model.apply({"params": p, "cache": cache}, None, enc, tok, tok, decode=True,
+                                max_decode_length=T, enable_dropout=False, mutable=["cache"],
+                                method=model.decode)
+      sub = model.apply({"params": p, "cache": cache}, None, enc, tok, tok, decode=True,
+                        max_decode_length=T, enable_dropout=False, mutable=["cache"],
+                        output_kernel_DxU=kernel, method=model.decode)[0]
+      cache = new["cache"]
+      steps.append(logits[:, 0])
+      subset.append(sub[:, 0])
+    return jnp.stack(steps, 1), jnp.stack(subset, 1)
+
+  steps, subset = run(params)
+  np.testing.assert_allclose(steps, full_BKxTxV, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(subset, np.asarray(full_BKxTxV)[:, :, np.asarray(ids_U)], atol=1e-5,
+                             rtol=1e-5)
+
+
+def test_encoded_none_without_cached_memory_fails_loudly(setup):
+  model, params, _ = setup
+  enc = _tokens(1, (B, S))
+  with pytest.raises(ValueError, match="inputs_kv=None"):
+    jax.eval_shape(lambda p: model.apply({"params": p}, None, enc, enc[:, :T], enc[:, :T],
+                                         enable_dropout=False, method=model.decode), params)
+
+
 def test_decoder_is_causal(setup):
   _, params, forward = setup
   enc = _tokens(3, (B, S))
