@@ -17,6 +17,7 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PAD = 0
 _NEG_INF = -1e9  # finite, so a query whose keys are all masked still gets a defined softmax
@@ -159,6 +160,8 @@ class SASRec(nn.Module):
 def ce_loss(hidden_BxTxD: jax.Array, items_NxD: jax.Array, targets_BxT: jax.Array) -> jax.Array:
   """Full-softmax cross-entropy over all N items, averaged over non-padding positions.
 
+  Computes logits at every position, padding included; `ce_loss_at` skips padding.
+
   Args:
     hidden_BxTxD: model output.
     items_NxD: real-item embedding table (padding row excluded, so it never competes).
@@ -166,12 +169,49 @@ def ce_loss(hidden_BxTxD: jax.Array, items_NxD: jax.Array, targets_BxT: jax.Arra
   Returns:
     scalar loss.
   """
-  logits_BxTxN = jnp.einsum("btd,nd->btn", hidden_BxTxD, items_NxD)
-  logz_BxT = jax.nn.logsumexp(logits_BxTxN, axis=-1)
-  idx_BxTx1 = jnp.maximum(targets_BxT - 1, 0)[:, :, None]
-  target_logit_BxT = jnp.take_along_axis(logits_BxTxN, idx_BxTx1, axis=-1)[:, :, 0]
-  valid_BxT = (targets_BxT != PAD).astype(jnp.float32)
-  return jnp.sum((logz_BxT - target_logit_BxT) * valid_BxT) / jnp.maximum(jnp.sum(valid_BxT), 1.0)
+  B, T, D = hidden_BxTxD.shape
+  return ce_loss_at(hidden_BxTxD.reshape(B * T, D), items_NxD, targets_BxT.reshape(B * T))
+
+
+def ce_loss_at(hidden_PxD: jax.Array, items_NxD: jax.Array, targets_P: jax.Array) -> jax.Array:
+  """`ce_loss` on P gathered positions (see `valid_positions`): logits are only [P, N].
+
+  Args:
+    hidden_PxD: model output at the gathered positions.
+    items_NxD: real-item embedding table.
+    targets_P: int32 next-item tokens (0 = filler position, ignored).
+  Returns:
+    scalar: mean over non-filler positions of logsumexp(logits) - logit[target].
+  """
+  logits_PxN = hidden_PxD @ items_NxD.T
+  logz_P = jax.nn.logsumexp(logits_PxN, axis=-1)
+  idx_Px1 = jnp.maximum(targets_P - 1, 0)[:, None]
+  target_logit_P = jnp.take_along_axis(logits_PxN, idx_Px1, axis=-1)[:, 0]
+  valid_P = (targets_P != PAD).astype(jnp.float32)
+  return jnp.sum((logz_P - target_logit_P) * valid_P) / jnp.maximum(jnp.sum(valid_P), 1.0)
+
+
+def valid_positions(targets_BxT: np.ndarray, granule: int) -> tuple[np.ndarray, np.ndarray]:
+  """Host-side flat indices of the non-padding targets, padded to a multiple of `granule`.
+
+  Args:
+    targets_BxT: int32 next-item tokens (0 = padding).
+    granule: the count P is rounded up to a multiple of this (>= 1), so a jitted step sees few
+      distinct P; the filler entries point at position 0 and carry target 0 (ignored by the loss).
+  Returns:
+    flat_P: int32 indices into the row-major [B * T] positions.
+    targets_P: int32 targets at those positions (0 for filler).
+  """
+  if granule < 1:
+    raise ValueError(f"valid_positions: granule must be >= 1, got {granule}")
+  flat_targets = np.asarray(targets_BxT).reshape(-1)
+  flat = np.flatnonzero(flat_targets != PAD).astype(np.int32)
+  P = max(granule, -(-flat.size // granule) * granule)
+  flat_P = np.zeros((P,), np.int32)
+  flat_P[:flat.size] = flat
+  targets_P = np.zeros((P,), np.int32)
+  targets_P[:flat.size] = flat_targets[flat]
+  return flat_P, targets_P
 
 
 def bce_loss(hidden_BxTxD: jax.Array, items_NxD: jax.Array, targets_BxT: jax.Array,

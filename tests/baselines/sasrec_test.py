@@ -124,3 +124,33 @@ def test_negatives_are_never_positives_and_cover_the_complement():
   # uniform over the complement: each allowed item gets roughly 400 / 11 draws
   counts = np.bincount(negs[1], minlength=N + 1)[1:]
   assert counts[4] == 0 and counts[np.arange(N) != 4].min() > 15
+
+
+def test_valid_positions_lists_every_real_target_once():
+  rng = np.random.default_rng(7)
+  targets = _tokens(rng, 5, 6)
+  for granule in (1, 4, 7, 64):
+    flat, tgt = sasrec.valid_positions(targets, granule)
+    real = np.flatnonzero(targets.reshape(-1))
+    assert flat.size % granule == 0 and flat.size - real.size < granule
+    np.testing.assert_array_equal(flat[:real.size], real)
+    np.testing.assert_array_equal(tgt[:real.size], targets.reshape(-1)[real])
+    assert np.all(tgt[real.size:] == 0)
+  with pytest.raises(ValueError, match="granule"):
+    sasrec.valid_positions(targets, 0)
+
+
+@pytest.mark.parametrize("granule", [1, 5, 32])
+def test_gathered_ce_equals_full_ce_with_gradients(granule):
+  rng = np.random.default_rng(8)
+  h = rng.normal(size=(4, 6, D)).astype(np.float32)
+  items = rng.normal(size=(N, D)).astype(np.float32)
+  targets = _tokens(rng, 4, 6)
+  flat, tgt = sasrec.valid_positions(targets, granule)
+  full = jax.value_and_grad(sasrec.ce_loss, argnums=(0, 1))
+  gathered = jax.value_and_grad(lambda h, e: sasrec.ce_loss_at(h.reshape(-1, D)[flat], e, tgt), argnums=(0, 1))
+  (v_full, (gh_full, ge_full)), (v_gat, (gh_gat, ge_gat)) = full(h, items, targets), gathered(h, items)
+  np.testing.assert_allclose(float(v_gat), float(v_full), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(gh_gat), np.asarray(gh_full), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(np.asarray(ge_gat), np.asarray(ge_full), rtol=1e-5, atol=1e-7)
+  assert np.all(np.asarray(gh_gat)[targets == 0] == 0)  # padding positions get no gradient
