@@ -1,4 +1,4 @@
-"""Proposed bench/sasrec_ce_positions.py: logit positions one SASRec-CE epoch computes (prints JSON).
+"""Logit positions one SASRec-CE epoch computes: unbucketed, bucketed, gathered, real (prints JSON).
 
   .venv/bin/python bench/sasrec_ce_positions.py ../shared/data/amazon2014_beauty
 Counts are deterministic (no timing): unbucketed = U * max_len, bucketed = what `epoch_batches` feeds,
