@@ -225,8 +225,11 @@ def bootstrap_generator(data: RecData, item_texts: Sequence[str], tokenizer, voc
   """Trains the generator from random init to write keyword IDs (no pretrained T5 here)."""
   titles = [keywords.item_title(m) for m in data.item_meta]
   wanted = assign.bootstrap_targets(targets, data, data_dir, titles)
-  cfg = bootstrap.BootstrapConfig(model_size=size, steps=steps, seed=seed, max_input_tokens=max_input_tokens)
-  return bootstrap.train_generator(item_texts, wanted, tokenizer, vocab_size, cfg)
+  # Splicing (made-up titles with their own keyword targets) only makes sense for TF-IDF targets.
+  splice = bootstrap.BootstrapConfig.splice_rate if targets == "tfidf" else 0.0
+  cfg = bootstrap.BootstrapConfig(model_size=size, steps=steps, seed=seed, max_input_tokens=max_input_tokens,
+                                  splice_rate=splice)
+  return bootstrap.train_generator(item_texts, wanted, tokenizer, vocab_size, cfg, titles=titles)
 
 
 def punctuation_token_ids(tokenizer) -> np.ndarray:

@@ -2,11 +2,12 @@
 
   python -m llmrec_jax.indexing.assign --data_dir DIR --out ids.txt [--user_out users.txt]
       [--generator_checkpoint DIR] [--bootstrap {tfidf,reference,none}] [--bootstrap_steps N]
-      [--max_items N] [--batch_size B] [--vocab PATH|dataset:N] [--save_generator DIR]
+      [--bootstrap_holdout F] [--max_items N] [--batch_size B] [--vocab PATH|dataset:N]
+      [--save_generator DIR]
 
-Without `--generator_checkpoint` the generator is first bootstrapped from random init
-(`bootstrap.py`), then every item gets a unique ID by escalating diverse beam search
-(`uniqueness.py`), then (with `--user_out`) every user gets one from the IDs of its training items
+Without `--generator_checkpoint` the generator is first bootstrapped from random init on every
+item (`bootstrap.py`), then every item (the first `--max_items`) gets a unique ID by escalating
+diverse beam search (`uniqueness.py`), then (with `--user_out`) every user gets one from the IDs of its training items
 (`user_ids.py`). Writes `IdTable` files and prints a stats JSON on stdout.
 """
 from __future__ import annotations
@@ -116,12 +117,19 @@ def load_generator(path: str, size: str = "t5_tiny"):
 
 
 def bootstrap_targets(kind: str, data: RecData, data_dir: str, titles: Sequence[str]) -> list[str]:
+  """Bootstrap target per item: "tfidf" keyword IDs cased as in the title (a token copy of the
+  generator's input; IDs are lowercased by `normalize_id` afterwards) or the "reference" IDs."""
   if kind == "tfidf":
-    return keywords.keyword_ids(titles)
+    return keywords.keyword_ids(titles, keep_case=True)
   if kind == "reference":
     ref = id_tables.load_reference_ids(data_dir)
     return [ref.ids.get(item, "") for item in data.item_ids]
   raise ValueError(f"unknown bootstrap kind {kind!r}")
+
+
+def bootstrap_defaults():
+  from llmrec_jax.indexing import bootstrap  # pylint: disable=g-import-not-at-top
+  return bootstrap.BootstrapConfig()
 
 
 def parse_args(argv):
@@ -135,16 +143,24 @@ def parse_args(argv):
   p.add_argument("--generator_size", default="t5_tiny", help="model size (bootstrap / Orbax restore)")
   p.add_argument("--bootstrap", choices=("tfidf", "reference", "none"), default="tfidf",
                  help="bootstrap targets; 'none' = random-init generator (tests only)")
-  p.add_argument("--bootstrap_steps", type=int, default=2000)
-  p.add_argument("--bootstrap_batch", type=int, default=32)
-  p.add_argument("--bootstrap_lr", type=float, default=3e-3, help="peak AdamW learning rate")
-  p.add_argument("--bootstrap_copy_aux", action="store_true",
-                 help="also train on text -> first title words (teaches copying; IDs stay title words)")
+  boot = bootstrap_defaults()
+  p.add_argument("--bootstrap_steps", type=int, default=boot.steps)
+  p.add_argument("--bootstrap_batch", type=int, default=boot.batch_size)
+  p.add_argument("--bootstrap_lr", type=float, default=boot.learning_rate, help="peak AdamW learning rate")
+  p.add_argument("--bootstrap_word_dropout", type=float, default=boot.word_dropout,
+                 help="per-chunk drop probability of the training views (augment.py)")
+  p.add_argument("--bootstrap_copy_rate", type=float, default=boot.copy_rate,
+                 help="share of training targets that are contiguous title-word runs")
+  p.add_argument("--bootstrap_splice_rate", type=float, default=boot.splice_rate,
+                 help="share of training items spliced with another title (tfidf targets only)")
+  p.add_argument("--bootstrap_holdout", type=float, default=boot.holdout_fraction,
+                 help="fraction of items left out of bootstrap training to measure copying")
   p.add_argument("--vocab", help="generator SentencePiece: PATH, 't5' (default) or dataset:N")
   p.add_argument("--id_vocab", default=str(T5_SPM), help="recommender vocab for token-level uniqueness")
-  p.add_argument("--max_items", type=int, help="only the first N items (quick runs; no user IDs)")
+  p.add_argument("--max_items", type=int,
+                 help="IDs for the first N items only (quick runs; bootstrap trains on all; no user IDs)")
   p.add_argument("--batch_size", type=int, default=256, help="texts per compiled search call")
-  p.add_argument("--max_input_tokens", type=int, default=256,
+  p.add_argument("--max_input_tokens", type=int, default=boot.max_input_tokens,
                  help="generator input truncation (official 256); also used for bootstrap training")
   p.add_argument("--max_levels", type=int, default=18, help="escalation levels before the fallback")
   p.add_argument("--extractive", action="store_true",
@@ -166,10 +182,9 @@ def main(argv: Optional[list[str]] = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
   from llmrec_jax.indexing import bootstrap  # pylint: disable=g-import-not-at-top
   data = sources.load_p5(args.data_dir)
-  texts, titles = item_texts_and_titles(data)
-  item_keys = list(data.item_ids)
-  if args.max_items is not None:
-    texts, titles, item_keys = texts[:args.max_items], titles[:args.max_items], item_keys[:args.max_items]
+  all_texts, all_titles = item_texts_and_titles(data)
+  n = len(all_texts) if args.max_items is None else args.max_items
+  texts, titles, item_keys = all_texts[:n], all_titles[:n], list(data.item_ids)[:n]
   tokenizer, spm_path = generator_tokenizer(args.vocab, data, args.generator_checkpoint or args.bootstrap_from)
   token_key = token_key_fn(text_tokens.load_sentencepiece(args.id_vocab))
   stats: dict = {"dataset": data.name, "items": len(item_keys), "generator_vocab": str(spm_path)}
@@ -180,22 +195,22 @@ def main(argv: Optional[list[str]] = None) -> int:
   else:
     cfg = bootstrap.BootstrapConfig(model_size=args.generator_size, steps=args.bootstrap_steps,
                                     batch_size=args.bootstrap_batch, learning_rate=args.bootstrap_lr,
-                                    seed=args.seed,
-                                    max_input_tokens=args.max_input_tokens)
+                                    seed=args.seed, max_input_tokens=args.max_input_tokens,
+                                    word_dropout=args.bootstrap_word_dropout, copy_rate=args.bootstrap_copy_rate,
+                                    holdout_fraction=args.bootstrap_holdout,
+                                    # a spliced title's target is its TF-IDF keyword ID: tfidf only
+                                    splice_rate=args.bootstrap_splice_rate if args.bootstrap == "tfidf" else 0.0)
     vocab_size = model_vocab_size(tokenizer, spm_path)
     if args.bootstrap == "none":
       log.warning("--bootstrap none: the generator is random-init (its IDs are noise)")
       config, params = bootstrap.init_generator(vocab_size, cfg)
       stats["bootstrap"] = {"kind": "none"}
     else:
-      targets = bootstrap_targets(args.bootstrap, data, args.data_dir, titles)
+      targets = bootstrap_targets(args.bootstrap, data, args.data_dir, all_titles)
       init = load_generator(args.bootstrap_from, args.generator_size)[1] if args.bootstrap_from else None
-      train_texts, targets = list(texts), list(targets[:len(texts)])
-      if args.bootstrap_copy_aux:
-        train_texts += texts
-        targets += [" ".join(keywords.title_words(t)[:keywords.num_keywords(99)]) for t in titles]
-      config, params, boot = bootstrap.train_generator(train_texts, targets, tokenizer, vocab_size, cfg,
-                                                       progress=not args.no_progress, init_params=init)
+      config, params, boot = bootstrap.train_generator(all_texts, targets, tokenizer, vocab_size, cfg,
+                                                       progress=not args.no_progress, init_params=init,
+                                                       titles=all_titles)
       stats["bootstrap"] = {"kind": args.bootstrap, **boot}
   stats["seconds_bootstrap"] = time.time() - t0
   if args.save_generator:

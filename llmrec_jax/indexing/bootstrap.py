@@ -5,13 +5,19 @@ have no such weights offline, so we teach a small T5 the same job directly: inpu
 plain text, target = a short salient ID (TF-IDF title keywords, `keywords.keyword_ids`, or the
 reference IDs a dataset ships). The trained generator then goes through the usual diverse-beam
 assignment (`assign.assign_ids`).
+
+A tiny model trained on one fixed pair per item memorises brand/category phrases and writes IDs of
+the wrong item, so every step draws fresh views of its items (`augment.py`: word dropout with the
+target restricted to the words left, contiguous copy targets). Optionally a held-out slice of the
+items measures whether the model copies (teacher-forced token accuracy on unseen items).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +25,7 @@ import numpy as np
 
 from llmrec_jax import model_sizes, models, network, optimizers, toy_tasks
 from llmrec_jax import trainer as trainer_lib
-from llmrec_jax.indexing import text_tokens
+from llmrec_jax.indexing import augment, keywords, text_tokens
 from llmrec_jax.train_state import TrainState
 
 log = logging.getLogger(__name__)
@@ -38,17 +44,31 @@ class BootstrapConfig:
     max_input_tokens: S, item text truncated on the right (EOS kept).
     max_target_tokens: T, target ID tokens incl. EOS.
     dropout_rate: network dropout while training.
-    seed: init and data-order seed.
+    seed: init, data-order and augmentation seed.
+    word_dropout: per-chunk drop probability of the input view (`augment.augment`); 0 with
+      copy_rate 0 trains on the fixed pairs.
+    copy_rate: share of examples whose target is a contiguous run of title words.
+    max_copy_words: longest copy target, in words.
+    splice_rate: share of examples that are spliced titles (`augment.splice`; needs the titles
+      and TF-IDF keyword targets).
+    holdout_fraction: items left out of training to measure copying (0 = train on all).
+    eval_every: steps between held-out evaluations (with holdout_fraction > 0).
   """
   model_size: str = "t5_tiny"
   steps: int = 2000
   batch_size: int = 64
   learning_rate: float = 2e-3
-  warmup_steps: int = 50
+  warmup_steps: int = 100
   max_input_tokens: int = 64
   max_target_tokens: int = 10  # = level 0's 10 new tokens (HF max_length 11), EOS included
   dropout_rate: float = 0.0
   seed: int = 0
+  word_dropout: float = 0.15
+  copy_rate: float = 0.3
+  max_copy_words: int = 4
+  splice_rate: float = 0.3
+  holdout_fraction: float = 0.0
+  eval_every: int = 250
 
   def __post_init__(self):
     if self.model_size not in model_sizes.SIZES:
@@ -60,16 +80,28 @@ class BootstrapConfig:
       raise ValueError("BootstrapConfig: token lengths must be >= 2 (room for EOS)")
     if not self.learning_rate > 0 or self.warmup_steps < 0:
       raise ValueError(f"BootstrapConfig: need learning_rate > 0 and warmup_steps >= 0: {self}")
+    if not (0 <= self.word_dropout < 1 and 0 <= self.copy_rate <= 1 and 0 <= self.splice_rate <= 1
+            and 0 <= self.holdout_fraction < 1):
+      raise ValueError(f"BootstrapConfig: need word_dropout, holdout_fraction in [0, 1) and copy_rate, "
+                       f"splice_rate in [0, 1]: {self}")
+    if self.max_copy_words < 1 or self.eval_every < 1:
+      raise ValueError(f"BootstrapConfig: need max_copy_words >= 1 and eval_every >= 1: {self}")
+
+  @property
+  def augmented(self) -> bool:
+    return self.word_dropout > 0 or self.copy_rate > 0 or self.splice_rate > 0
 
 
 def make_examples(texts: Sequence[str], targets: Sequence[str], tokenizer: text_tokens.Tokenizer,
-                  max_input_tokens: int, max_target_tokens: int) -> dict[str, np.ndarray]:
+                  max_input_tokens: int, max_target_tokens: int, *, trim: bool = True
+                  ) -> dict[str, np.ndarray]:
   """Seqio `EncDecFeatureConverter`-layout arrays for (text, target) pairs with a non-empty target.
 
   Returns:
     encoder_input_tokens [N, S], decoder_target_tokens / decoder_input_tokens /
     decoder_loss_weights [N, T] (N = pairs whose target is non-empty). Targets longer than T - 1
-    tokens lose trailing words (`fit_words`); inputs are right-truncated (EOS kept).
+    tokens lose trailing words (`fit_words`); inputs are right-truncated (EOS kept). With `trim`,
+    all-padding columns are cut (to a multiple of 8); else S, T are the given maxima.
   """
   if len(texts) != len(targets):
     raise ValueError(f"make_examples: {len(texts)} texts for {len(targets)} targets")
@@ -80,8 +112,9 @@ def make_examples(texts: Sequence[str], targets: Sequence[str], tokenizer: text_
   fitted = [fit_words(targets[i], tokenizer, max_target_tokens - 1) for i in keep]
   targets_NxT = text_tokens.encode_texts(fitted, tokenizer, max_target_tokens)
   # Trim all-padding columns (to a multiple of 8) so short catalogues train on short shapes.
-  inputs_NxS = inputs_NxS[:, :_used_length(inputs_NxS)]
-  targets_NxT = targets_NxT[:, :_used_length(targets_NxT)]
+  if trim:
+    inputs_NxS = inputs_NxS[:, :_used_length(inputs_NxS)]
+    targets_NxT = targets_NxT[:, :_used_length(targets_NxT)]
   return {
       "encoder_input_tokens": inputs_NxS,
       "decoder_target_tokens": targets_NxT,
@@ -124,29 +157,91 @@ def init_generator(vocab_size: int, cfg: BootstrapConfig = BootstrapConfig()
   return net_cfg, jax.device_get(model.get_initial_variables(jax.random.PRNGKey(cfg.seed), shapes)["params"])
 
 
+def split_holdout(num_items: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train, held-out) item indices, sorted: round(fraction * num_items) items held out at random
+  (none when fraction is 0; at least one item always trains)."""
+  held = min(num_items - 1, int(round(fraction * num_items))) if fraction > 0 else 0
+  order = np.random.default_rng(seed + 1).permutation(num_items)
+  return np.sort(order[held:]), np.sort(order[:held])
+
+
+def view_examples(idx: np.ndarray, texts: Sequence[str], targets: Sequence[str], title_chunks: Sequence[int],
+                  tokenizer: text_tokens.Tokenizer, cfg: BootstrapConfig, rng: np.random.Generator,
+                  titles: Optional[Sequence[str]] = None, partners: Optional[np.ndarray] = None
+                  ) -> dict[str, np.ndarray]:
+  """Fixed-shape ([len(idx), S] / [len(idx), T]) examples of fresh `augment.augment` views of items `idx`
+  (each must have a non-empty target); with `titles`, a `cfg.splice_rate` share are first spliced
+  with the title of a random item of `partners` (default: all) (`augment.splice`)."""
+  splice_rate = cfg.splice_rate if titles is not None else 0.0
+  df = _title_df(tuple(titles)) if splice_rate > 0 else None
+  partners = np.arange(len(titles)) if partners is None and titles is not None else partners
+  views = []
+  for i in idx:
+    text, target, chunks = texts[i], targets[i], title_chunks[i]
+    if rng.random() < splice_rate:
+      other = titles[int(partners[rng.integers(len(partners))])]
+      spliced = augment.splice(text, chunks, other, df, len(titles), rng)
+      if spliced[1]:
+        text, target, chunks = spliced
+    views.append(augment.augment(text, target, chunks, rng, word_dropout=cfg.word_dropout,
+                                 copy_rate=cfg.copy_rate, max_copy_words=cfg.max_copy_words))
+  return make_examples([v[0] for v in views], [v[1] for v in views], tokenizer, cfg.max_input_tokens,
+                       cfg.max_target_tokens, trim=False)
+
+
+@functools.lru_cache(maxsize=2)
+def _title_df(titles: tuple[str, ...]):
+  return keywords.document_frequencies(titles)
+
+
 def train_generator(texts: Sequence[str], targets: Sequence[str], tokenizer: text_tokens.Tokenizer,
                     vocab_size: int, cfg: BootstrapConfig = BootstrapConfig(), *, progress: bool = True,
-                    init_params: Any = None) -> tuple[network.T5Config, Any, dict[str, Any]]:
-  """Trains a random-init T5 to map each text to its target.
+                    init_params: Any = None, titles: Optional[Sequence[str]] = None
+                    ) -> tuple[network.T5Config, Any, dict[str, Any]]:
+  """Trains a random-init T5 to map each text to its target (fresh augmented views every step).
 
   Args:
-    texts: generator inputs (item plain texts).
-    targets: wanted IDs (pairs with an empty target are skipped).
+    texts: generator inputs (item plain texts, title first).
+    targets: wanted IDs (items with an empty target are skipped); best cased as in the text
+      (`keywords.keyword_ids(..., keep_case=True)`).
     tokenizer: encodes both.
     vocab_size: V of the network (>= the tokenizer's ids; 32128 for the T5 vocab).
-    cfg: sizes and schedule.
+    cfg: sizes, schedule, augmentation and held-out evaluation.
     progress: tqdm bar with rate, ETA and the running loss.
     init_params: continue from these params (same size and vocab) instead of random init.
+    titles: item titles, to draw copy targets from the title part of each text and to splice
+      titles (`cfg.splice_rate`, for TF-IDF keyword targets only); without them copy targets come
+      from the whole text and nothing is spliced.
   Returns:
     (network config with dropout 0 for inference, params, {"loss_first", "loss_last",
-    "examples", "steps", "seconds"}).
+    "examples", "steps", "seconds"} plus "heldout": [{"step", "heldout_accuracy",
+    "train_accuracy"}] (teacher-forced token accuracy of unaugmented pairs) with holdout_fraction > 0).
   """
   t0 = time.time()
-  examples = make_examples(texts, targets, tokenizer, cfg.max_input_tokens, cfg.max_target_tokens)
-  num = examples["encoder_input_tokens"].shape[0]
+  if len(texts) != len(targets) or (titles is not None and len(titles) != len(texts)):
+    raise ValueError(f"train_generator: {len(texts)} texts, {len(targets)} targets, "
+                     f"{None if titles is None else len(titles)} titles")
+  usable = np.array([i for i, t in enumerate(targets) if t.strip()], np.int64)
+  if not usable.size:
+    raise ValueError("train_generator: every target is empty")
+  train_rel, held_rel = split_holdout(usable.size, cfg.holdout_fraction, cfg.seed)
+  train_idx, held_idx = usable[train_rel], usable[held_rel]
+  title_chunks = [augment.title_chunk_count(t, titles[i] if titles is not None else "")
+                  for i, t in enumerate(texts)]
+  rng = np.random.default_rng(cfg.seed)
+  if cfg.augmented:
+    def next_batch(idx):
+      return view_examples(train_idx[idx], texts, targets, title_chunks, tokenizer, cfg, rng, titles, train_idx)
+  else:
+    fixed = make_examples([texts[i] for i in train_idx], [targets[i] for i in train_idx], tokenizer,
+                          cfg.max_input_tokens, cfg.max_target_tokens)
+    def next_batch(idx):
+      return {k: v[idx] for k, v in fixed.items()}
   net_cfg = model_sizes.t5_config(cfg.model_size, vocab_size=vocab_size, dropout_rate=cfg.dropout_rate)
   model = models.EncoderDecoderModel(network.Transformer(net_cfg))
-  shapes = {k: (cfg.batch_size,) + v.shape[1:] for k, v in examples.items()}
+  batches = _batches(train_idx.size, cfg.batch_size, rng)
+  first = next_batch(next(batches))
+  shapes = {k: v.shape for k, v in first.items()}
   params = model.get_initial_variables(jax.random.PRNGKey(cfg.seed), shapes)["params"]
   if init_params is not None:
     if jax.tree_util.tree_structure(init_params) != jax.tree_util.tree_structure(params) or any(
@@ -158,20 +253,40 @@ def train_generator(texts: Sequence[str], targets: Sequence[str], tokenizer: tex
   tx = optimizers.adamw(schedule)
   train = trainer_lib.Trainer(model.loss_fn, tx, dropout_seed=cfg.seed)
   state = TrainState.create(params, tx)
-  batches = _batches(num, cfg.batch_size, np.random.default_rng(cfg.seed))
-  losses = []
+  evals = _heldout_sets(held_idx, train_idx, texts, targets, tokenizer, cfg)
+  losses, heldout = [], []
   steps = range(cfg.steps)
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
     steps = tqdm.tqdm(steps, desc="bootstrap generator", unit="step", mininterval=2.0)
+  batch = first
   for step in steps:
-    idx = next(batches)
-    state, metrics = train.train(state, {k: v[idx] for k, v in examples.items()})
+    state, metrics = train.train(state, batch)
+    if step + 1 < cfg.steps:
+      batch = next_batch(next(batches))   # built on the host while the step runs
     if step == 0 or step == cfg.steps - 1 or step % 50 == 0:
       losses.append(float(metrics["loss"]))   # host sync only every 50 steps
       if progress:
         steps.set_postfix(loss=f"{losses[-1]:.3f}")
-  stats = {"loss_first": losses[0], "loss_last": losses[-1], "examples": int(num), "steps": cfg.steps,
+    if evals and ((step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1):
+      heldout.append({"step": step + 1, **{f"{name}_accuracy": float(train.evaluate(state.params, ex)["accuracy"])
+                                            for name, ex in evals.items()}})
+      log.info("bootstrap eval: %s", heldout[-1])
+  stats = {"loss_first": losses[0], "loss_last": losses[-1], "examples": int(train_idx.size), "steps": cfg.steps,
            "seconds": time.time() - t0}
+  if heldout:
+    stats["heldout"] = heldout
   log.info("bootstrap: %s", stats)
   return dataclasses.replace(net_cfg, dropout_rate=0.0), jax.device_get(state.params), stats
+
+
+def _heldout_sets(held_idx: np.ndarray, train_idx: np.ndarray, texts, targets, tokenizer,
+                  cfg: BootstrapConfig) -> dict[str, dict[str, np.ndarray]]:
+  """Unaugmented examples of the held-out items and of as many training items (no held-out: {})."""
+  if not held_idx.size:
+    return {}
+  seen = np.random.default_rng(cfg.seed + 2).choice(train_idx, size=min(held_idx.size, train_idx.size),
+                                                    replace=False)
+  return {name: make_examples([texts[i] for i in idx], [targets[i] for i in idx], tokenizer,
+                              cfg.max_input_tokens, cfg.max_target_tokens, trim=False)
+          for name, idx in (("heldout", held_idx), ("train", seen))}

@@ -47,7 +47,7 @@ def num_keywords(num_distinct: int, min_words: int = 3, max_words: int = 5) -> i
 
 
 def keyword_id(title: str, df: collections.Counter, num_docs: int, *, min_words: int = 3,
-               max_words: int = 5) -> str:
+               max_words: int = 5, keep_case: bool = False) -> str:
   """The title's most distinctive words by TF-IDF, in title order.
 
   Args:
@@ -55,29 +55,35 @@ def keyword_id(title: str, df: collections.Counter, num_docs: int, *, min_words:
     df: `document_frequencies` of the catalogue (words missing from it count as df 0).
     num_docs: number of titles behind `df`.
     min_words, max_words: size range (see `num_keywords`).
+    keep_case: write each kept word as it first appears in the title ("OPI Simmer Shimmer"), so
+      that it is a token copy of the generator's input; the choice of words is the same.
   Returns:
-    lowercase words joined by single spaces; "" for a title without words. Score =
-    (1 + log tf) * (log((1 + num_docs) / (1 + df)) + 1) (sublinear tf, smoothed idf); ties go
-    to the earlier word.
+    lowercase (or title-cased, see `keep_case`) words joined by single spaces; "" for a title
+    without words. Score = (1 + log tf) * (log((1 + num_docs) / (1 + df)) + 1) (sublinear tf,
+    smoothed idf); ties go to the earlier word.
   """
   if not 1 <= min_words <= max_words:
     raise ValueError(f"keyword_id: need 1 <= min_words ({min_words}) <= max_words ({max_words})")
-  words = title_words(title)
+  surface = _WORD.findall(title) if keep_case else title_words(title)
+  words = [w.lower() for w in surface] if keep_case else surface
   tf = collections.Counter(words)
-  first_pos = {}
-  for pos, word in enumerate(words):
+  first_pos, first_form = {}, {}
+  for pos, (word, form) in enumerate(zip(words, surface)):
     first_pos.setdefault(word, pos)
+    first_form.setdefault(word, form)
   def score(word: str) -> float:
     return (1.0 + math.log(tf[word])) * (math.log((1 + num_docs) / (1 + df.get(word, 0))) + 1.0)
   ranked = sorted(first_pos, key=lambda w: (-score(w), first_pos[w]))
   keep = set(ranked[:num_keywords(len(first_pos), min_words, max_words)])
-  return " ".join(w for w in first_pos if w in keep)
+  return " ".join(first_form[w] for w in first_pos if w in keep)
 
 
-def keyword_ids(titles: Sequence[str], *, min_words: int = 3, max_words: int = 5) -> list[str]:
+def keyword_ids(titles: Sequence[str], *, min_words: int = 3, max_words: int = 5,
+                keep_case: bool = False) -> list[str]:
   """`keyword_id` of every title, with document frequencies over `titles` themselves."""
   df = document_frequencies(titles)
-  return [keyword_id(t, df, len(titles), min_words=min_words, max_words=max_words) for t in titles]
+  return [keyword_id(t, df, len(titles), min_words=min_words, max_words=max_words, keep_case=keep_case)
+          for t in titles]
 
 
 def title_word_share(ids: Sequence[str], titles: Sequence[str]) -> float:

@@ -66,6 +66,21 @@ def test_reference_bootstrap_targets(tmp_path):
   assert targets[0] == "ref words" and targets[1:] == [""] * (data.num_items - 1)
 
 
+def test_max_items_limits_assignment_not_bootstrap(run, capsys):
+  root, argv = run
+  i = argv.index("--user_out")
+  argv = argv[:i] + argv[i + 2:] + ["--max_items", "5", "--bootstrap_holdout", "0.25", "--out",
+                                    str(root / "items5.txt")]
+  assert assign.main(argv) == 0
+  stats = json.loads(capsys.readouterr().out)
+  data = load_p5(root / "data")
+  titles = [keywords.item_title(m) for m in data.item_meta]
+  with_target = sum(bool(t) for t in assign.bootstrap_targets("tfidf", data, "", titles))
+  assert stats["items"] == stats["item_ids"]["count"] == 5
+  assert stats["bootstrap"]["examples"] == with_target - round(0.25 * with_target)   # all items but held-out
+  assert stats["bootstrap"]["heldout"][-1]["step"] == 2
+
+
 def test_bad_flags_fail_loudly(run):
   root, argv = run
   with pytest.raises(SystemExit):

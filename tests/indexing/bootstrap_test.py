@@ -67,3 +67,42 @@ def test_init_params_must_match(catalogue):
   cfg = bootstrap.BootstrapConfig(steps=1, batch_size=2, max_input_tokens=8, max_target_tokens=4)
   with pytest.raises(ValueError, match="init_params do not match"):
     bootstrap.train_generator(texts, targets, tok, 128, cfg, progress=False, init_params=params)
+
+
+def test_split_holdout():
+  train, held = bootstrap.split_holdout(200, 0.05, seed=3)
+  assert held.size == 10 and train.size == 190
+  np.testing.assert_array_equal(np.sort(np.concatenate([train, held])), np.arange(200))
+  assert bootstrap.split_holdout(200, 0.0, seed=3)[1].size == 0
+  assert bootstrap.split_holdout(1, 0.9, seed=3)[0].size == 1   # at least one item trains
+
+
+def test_view_examples_copy_from_their_input(catalogue):
+  texts, _, tok = catalogue
+  titles = [t.split(". ")[0] for t in texts]
+  targets = keywords.keyword_ids(titles, keep_case=True)
+  cfg = bootstrap.BootstrapConfig(max_input_tokens=128, max_target_tokens=24, word_dropout=0.3, copy_rate=0.3,
+                                  splice_rate=0.5)
+  chunks = [bootstrap.augment.title_chunk_count(t, ti) for t, ti in zip(texts, titles)]
+  idx = np.array([i for i, t in enumerate(targets) if t] * 3)
+  ex = bootstrap.view_examples(idx, texts, targets, chunks, tok, cfg, np.random.default_rng(0), titles)
+  assert ex["encoder_input_tokens"].shape == (idx.size, 128)   # fixed shapes: one compilation
+  assert ex["decoder_target_tokens"].shape == (idx.size, 24)
+  assert ((ex["decoder_target_tokens"] == text_tokens.EOS_ID).sum(axis=1) == 1).all()
+  differ = 0
+  for inp, tgt, i in zip(ex["encoder_input_tokens"], ex["decoder_target_tokens"], idx):
+    view = tok.decode([t for t in inp.tolist() if t > 1])
+    target = tok.decode([t for t in tgt.tolist() if t > 1])
+    assert set(keywords.title_words(target)) <= set(keywords.title_words(view)), (view, target)
+    differ += (view, target) != (texts[i], targets[i])
+  assert differ > idx.size // 2   # most examples are fresh views
+
+
+def test_heldout_accuracy_is_tracked(catalogue):
+  texts, targets, tok = catalogue
+  cfg = bootstrap.BootstrapConfig(steps=6, batch_size=4, max_input_tokens=24, max_target_tokens=8,
+                                  holdout_fraction=0.2, eval_every=3)
+  _, _, stats = bootstrap.train_generator(texts, targets, tok, 128, cfg, progress=False)
+  assert [h["step"] for h in stats["heldout"]] == [3, 6]
+  assert all(0 <= h["heldout_accuracy"] <= 1 and 0 <= h["train_accuracy"] <= 1 for h in stats["heldout"])
+  assert stats["examples"] == sum(bool(t.strip()) for t in targets) - 6   # 20% of 30 items held out

@@ -73,3 +73,12 @@ def test_title_word_share():
 def test_bad_sizes_raise():
   with pytest.raises(ValueError, match="min_words"):
     keywords.keyword_id("a b c", collections.Counter(), 1, min_words=4, max_words=3)
+
+
+def test_keep_case_picks_the_same_words_in_title_case():
+  titles = _titles()
+  for title, low, cased in zip(titles, keywords.keyword_ids(titles), keywords.keyword_ids(titles, keep_case=True)):
+    assert cased.lower() == low
+    title_forms = set(keywords._WORD.findall(title))   # pylint: disable=protected-access
+    assert set(cased.split()) <= title_forms   # each word exactly as written in the title
+  assert keywords.keyword_ids(HANDMADE, keep_case=True)[3] == "Rose Water"
