@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from llmrec_jax import losses
+from llmrec_jax.network import output_subset
 
 Array = jax.Array
 PyTree = Any
@@ -29,7 +30,8 @@ class OutputVocab(str, enum.Enum):
   """Which logits a decode step computes when the outputs are restricted to U tokens.
 
   FULL: all V (T5X). SUBSET_EXACT: the full projection, but the search sees the U subset
-  columns plus one "rest" column holding the log-sum-exp of the other V - U logits, so its
+  columns plus one "rest" column holding the log-sum-exp of the other V - U logits (computed
+  chunk by chunk, `network.output_subset`, never as [B*K, V] logits), so its
   log_softmax over U + 1 columns equals the full-vocab log_softmax at the U tokens (HF
   `prefix_allowed_tokens_fn` scores; a trie never allows the rest column). SUBSET: only the
   U columns are projected (~V/U times cheaper output layer) and the softmax is over them, i.e.
@@ -41,18 +43,6 @@ class OutputVocab(str, enum.Enum):
 
 
 REST_TOKEN = 0  # token id reported for the SUBSET_EXACT rest column (pad: never in an item)
-
-
-def subset_logits_with_rest(logits_BKxV: Array, token_ids_U: Array) -> Array:
-  """[BK, V] -> [BK, U + 1]: the logits of `token_ids_U` (int32 [U], distinct) and, last, the
-  log-sum-exp of all other logits (-inf if there are none): log_softmax of the result equals
-  log_softmax(logits_BKxV) at the U tokens."""
-  logits_BKxV = logits_BKxV.astype(jnp.float32)
-  v = logits_BKxV.shape[-1]
-  in_subset_V = jnp.zeros((v,), jnp.bool_).at[token_ids_U].set(True)
-  rest_BKx1 = jax.nn.logsumexp(jnp.where(in_subset_V[None, :], -jnp.inf, logits_BKxV), axis=-1,
-                               keepdims=True)
-  return jnp.concatenate([jnp.take(logits_BKxV, token_ids_U, axis=1), rest_BKx1], axis=1)
 
 
 def subset_column_token_ids(token_ids_U: Array, output_vocab: OutputVocab | str) -> Array:
@@ -93,6 +83,7 @@ class EncoderDecoderModel:
     label_smoothing, z_loss, loss_normalizing_factor: see `losses.weighted_cross_entropy`;
       `loss_normalizing_factor="IDGENREC_OFFICIAL"` reproduces the official IDGenRec loss.
     default_decoder_params: default `num_decodes` / `return_all_decodes`.
+    output_rest_chunk: vocab columns per step of the SUBSET_EXACT rest-of-vocab log-sum-exp.
   """
   FEATURE_CONVERTER_CLS = _LazySeqioConverter()
 
@@ -100,7 +91,8 @@ class EncoderDecoderModel:
                decode_fn: Optional[Callable[..., Any]] = None, label_smoothing: float = 0.0,
                z_loss: float = 0.0,
                loss_normalizing_factor: losses.NormalizingFactor = "NUM_REAL_TARGET_TOKENS",
-               default_decoder_params: Optional[DecoderParams] = None):
+               default_decoder_params: Optional[DecoderParams] = None,
+               output_rest_chunk: int = output_subset.DEFAULT_CHUNK):
     if not 0.0 <= label_smoothing < 1.0:
       raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     self.module = module
@@ -111,6 +103,9 @@ class EncoderDecoderModel:
     self._z_loss = z_loss
     self._loss_normalizing_factor = losses.parse_normalization(loss_normalizing_factor)
     self._default_decoder_params = default_decoder_params or DecoderParams()
+    if output_rest_chunk < 1:
+      raise ValueError(f"output_rest_chunk must be >= 1, got {output_rest_chunk}")
+    self._output_rest_chunk = output_rest_chunk
 
   # ----------------------------------------------------------------------------- init
   def get_initial_variables(self, rng: Array, input_shapes: Mapping[str, tuple[int, ...]],
@@ -190,14 +185,13 @@ class EncoderDecoderModel:
   # ----------------------------------------------------------------------------- decoding
   def _compute_logits_from_slice(self, decoding_state, params: PyTree, raw_inputs_BxS: Array,
                                  max_decode_length: int,
-                                 output_kernel_DxU: Optional[Array] = None,
-                                 subset_token_ids_U: Optional[Array] = None):
+                                 output_kernel_DxU=None):
     """tokens_to_logits for the decode_fn: one cached decoder step for every beam.
 
     The B*K beams attend to the B examples' cross-attention keys/values cached at cache
     creation (`encoded=None`): nothing of size [B*K, S, ...] is built. With
-    `output_kernel_DxU` the logits cover its U columns; with `subset_token_ids_U` they are
-    `subset_logits_with_rest` of the full logits.
+    `output_kernel_DxU` (see `Transformer.output_kernel`) the logits cover its U columns, plus
+    the exact rest-of-vocab column when it is an `output_subset.SplitKernel`.
     """
     logits_BKx1xV, new_vars = self.module.apply(
         {"params": params, "cache": decoding_state.cache},
@@ -212,8 +206,6 @@ class EncoderDecoderModel:
         mutable=["cache"],
         method=self.module.decode)
     logits_BKxV = logits_BKx1xV[:, 0, :].astype(jnp.float32)
-    if subset_token_ids_U is not None:
-      logits_BKxV = subset_logits_with_rest(logits_BKxV, subset_token_ids_U)
     return logits_BKxV, new_vars["cache"]
 
   def predict_batch(self, params: PyTree, batch: Batch, rng: Optional[Array] = None, **kwargs) -> Array:
@@ -265,12 +257,11 @@ class EncoderDecoderModel:
     decoder_params = dict(decoder_params or {})
     if output_token_ids is not None and output_vocab != OutputVocab.FULL:
       ids_U = jnp.asarray(output_token_ids, jnp.int32)
-      if output_vocab == OutputVocab.SUBSET:
-        # Gathered once per batch, outside the decode loop.
-        step_kwargs["output_kernel_DxU"] = self.module.apply(
-            {"params": params}, ids_U, method=self.module.output_kernel)
-      else:
-        step_kwargs["subset_token_ids_U"] = ids_U
+      # Gathered once per batch, outside the decode loop; SUBSET_EXACT also keeps the other
+      # columns, in chunks, for the exact rest-of-vocab log-sum-exp.
+      rest_chunk = self._output_rest_chunk if output_vocab == OutputVocab.SUBSET_EXACT else None
+      step_kwargs["output_kernel_DxU"] = self.module.apply(
+          {"params": params}, ids_U, rest_chunk=rest_chunk, method=self.module.output_kernel)
       decoder_params["column_token_ids"] = subset_column_token_ids(ids_U, output_vocab)
     tokens_ids_to_logits = functools.partial(
         self._compute_logits_from_slice, params=params, raw_inputs_BxS=inputs_BxS,

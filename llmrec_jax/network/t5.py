@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from llmrec_jax.network import layers
+from llmrec_jax.network import output_subset
 from llmrec_jax.network.config import T5Config
 
 Array = layers.Array
@@ -153,11 +154,16 @@ class Decoder(nn.Module):
           decode=decode, max_decode_length=max_decode_length)
     y_BxTxD = _norm(cfg, "decoder_norm")(y_BxTxD)
     y_BxTxD = _dropout(cfg)(y_BxTxD, deterministic=deterministic)
-    if output_kernel_DxU is not None:
+    scale = y_BxTxD.shape[-1] ** -0.5 if cfg.logits_via_embedding else 1.0
+    if isinstance(output_kernel_DxU, output_subset.SplitKernel):
+      # Subset logits + the exact rest-of-vocab log-sum-exp column, no [B, T, V] temporary.
+      b, t, d = y_BxTxD.shape
+      logits_BxTxV = output_subset.subset_logits_with_rest(
+          y_BxTxD.reshape(b * t, d), output_kernel_DxU, scale).reshape(b, t, -1)
+    elif output_kernel_DxU is not None:
       # Logits of a token subset only (columns of `Transformer.output_kernel`).
       logits_BxTxV = jnp.dot(y_BxTxD.astype(jnp.float32), output_kernel_DxU.astype(jnp.float32))
-      if cfg.logits_via_embedding:
-        logits_BxTxV = logits_BxTxV * (y_BxTxD.shape[-1] ** -0.5)
+      logits_BxTxV = logits_BxTxV * scale
     elif cfg.logits_via_embedding:
       # Tied output layer; D**-0.5 keeps logits at unit scale (T5 v1.0, HF tie_word_embeddings).
       logits_BxTxV = self.shared_embedding.attend(y_BxTxD) * (y_BxTxD.shape[-1] ** -0.5)
@@ -238,9 +244,11 @@ class Transformer(nn.Module):
       decode: use/update the 'cache' collection (see module docstring).
       max_decode_length: cache length L; required for single-step calls.
       output_kernel_DxU: from `output_kernel(token_ids_U)`: compute the logits of those U
-        tokens only (column j = token_ids_U[j]) instead of all V.
+        tokens only (column j = token_ids_U[j]) instead of all V; from
+        `output_kernel(token_ids_U, rest_chunk=c)` (an `output_subset.SplitKernel`) also a last
+        column with the exact log-sum-exp of the other V - U logits.
     Returns:
-      logits_BxTxV float32 (V = U with `output_kernel_DxU`).
+      logits_BxTxV float32 (V = U, or U + 1, with `output_kernel_DxU`).
     """
     cfg = self.config
     if decode:
@@ -266,13 +274,18 @@ class Transformer(nn.Module):
                         deterministic=not enable_dropout, decode=decode,
                         max_decode_length=max_decode_length, output_kernel_DxU=output_kernel_DxU)
 
-  def output_kernel(self, token_ids_U: Array) -> Array:
+  def output_kernel(self, token_ids_U: Array, rest_chunk: int | None = None
+                    ) -> Array | output_subset.SplitKernel:
     """kernel_DxU: the output-projection columns of `token_ids_U` (int32 [U]), gathered once
     per batch for `decode(..., output_kernel_DxU=...)`: the tied embedding rows (the D**-0.5
-    scale is applied in `decode`) or the `logits_dense` kernel columns."""
+    scale is applied in `decode`) or the `logits_dense` kernel columns. With `rest_chunk`, an
+    `output_subset.SplitKernel` that also holds the other columns in chunks of that size."""
     if self.config.logits_via_embedding:
-      return jnp.take(self.shared_embedding.embedding, token_ids_U, axis=0).T
-    kernel_DxV = self.variables["params"]["decoder"]["logits_dense"]["kernel"]
+      kernel_DxV = self.shared_embedding.embedding.T
+    else:
+      kernel_DxV = self.variables["params"]["decoder"]["logits_dense"]["kernel"]
+    if rest_chunk is not None:
+      return output_subset.split_kernel(kernel_DxV, token_ids_U, rest_chunk)
     return jnp.take(kernel_DxV, token_ids_U, axis=1)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
