@@ -54,6 +54,9 @@ class Schedule:
   sample_num: int = 3
   max_his: int = 20
   regenerate_ids: bool = True
+  # rec_first only: also run an ID phase (and regenerate IDs) after the last rec phase. Off by
+  # default: no recommender is trained or evaluated on the IDs it makes, so it costs time only.
+  trailing_id_phase: bool = False
   checkpoint_every_steps: int = 0  # 0: only at phase ends
   seed: int = 2023
 
@@ -67,6 +70,9 @@ class Schedule:
     out = []
     for r in range(self.rounds):
       out += [(r, p) for p in order if (self.id_epochs if p == "id" else self.rec_epochs) > 0]
+    if (self.alt_style is AltStyle.REC_FIRST and not self.trailing_id_phase and len(out) > 1
+        and out[-1][1] == "id"):
+      out.pop()
     return out
 
 
@@ -97,6 +103,9 @@ class Context:
       input_len=256, target_len=16, text_len=64, id_len=16))
   eval_batch_size: int = 32
   max_eval_examples: Optional[int] = None
+  # Validate on a fixed random sample of this many users (None: all); test always uses every
+  # user (up to `max_eval_examples`). Model selection then costs a fraction of a full pass.
+  valid_examples: Optional[int] = None
   exclude_seen: bool = False
   model_dir: Optional[str] = None
   keep_checkpoints: int = 2
@@ -298,6 +307,10 @@ class IdGenRecLoop:
     ctx = self.ctx
     split = ctx.splits[split_name]
     n = split.num_examples if ctx.max_eval_examples is None else min(ctx.max_eval_examples, split.num_examples)
+    rows = np.arange(n)
+    if split_name == "valid" and ctx.valid_examples is not None and ctx.valid_examples < n:
+      rng = np.random.default_rng([ctx.schedule.seed, 7])
+      rows = np.sort(rng.choice(n, ctx.valid_examples, replace=False))
     batcher = _batcher(ctx)
     trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(ctx.data.num_items)],
                                       vocab_size=ctx.rec_model.module.config.vocab_size)
@@ -306,10 +319,10 @@ class IdGenRecLoop:
     if ctx.exclude_seen:
       held_out = 2 if split_name == "valid" else 1
       excluded = functools.partial(prompt_batches.seen_items, ctx.data.sequences, held_out=held_out)
-    batches = batcher.eval_batches(split, ctx.user_ids, num_examples=n, batch_size=bs, excluded=excluded)
+    batches = batcher.eval_batches(split, ctx.user_ids, rows=rows, batch_size=bs, excluded=excluded)
     metrics, _ = evaluation.evaluate(self.topk_fn, self.rec_state.params, trie, batches,
-                                     split.target[:n], ks=ctx.decode.ks,
-                                     num_batches=math.ceil(n / bs), desc=f"evaluate {split_name}")
+                                     split.target[rows], ks=ctx.decode.ks,
+                                     num_batches=math.ceil(len(rows) / bs), desc=f"evaluate {split_name}")
     return metrics
 
   # ------------------------------------------------------------------ the run

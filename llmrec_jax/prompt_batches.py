@@ -151,13 +151,18 @@ class PromptBatcher:
     enc_BxS, _, hist_BxH = self._prompts(user_ids, histories, template_idx)
     return {"encoder_input_tokens": enc_BxS, "history_items": hist_BxH, **self._targets(targets)}
 
-  def eval_batches(self, split, user_ids: Sequence[str], *, num_examples: int, batch_size: int,
+  def eval_batches(self, split, user_ids: Sequence[str], *, batch_size: int,
+                   num_examples: Optional[int] = None, rows: Optional[np.ndarray] = None,
                    excluded: Optional[Callable[[np.ndarray], np.ndarray]] = None):
-    """Fixed-size rec batches (template 0) over the first `num_examples` of a `LooSplit`; the
-    last batch wraps around (callers keep the first `num_examples` rows). `excluded(users_B)`
-    adds an `excluded_items` [B, E] array (e.g. `seen_items`)."""
-    for start in range(0, num_examples, batch_size):
-      idx = np.arange(start, start + batch_size) % num_examples
+    """Fixed-size rec batches (template 0) over the first `num_examples` of a `LooSplit`, or over
+    its examples `rows`, in that order; the last batch wraps around (callers keep the first
+    len(rows) results). `excluded(users_B)` adds an `excluded_items` [B, E] array (e.g.
+    `seen_items`)."""
+    if (num_examples is None) == (rows is None):
+      raise ValueError("eval_batches needs exactly one of num_examples and rows")
+    rows = np.arange(num_examples) if rows is None else np.asarray(rows)
+    for start in range(0, len(rows), batch_size):
+      idx = rows[np.arange(start, start + batch_size) % len(rows)]
       b = self.rec_batch([user_ids[u] for u in split.user[idx]], [split.history[i] for i in idx],
                          split.target[idx], np.zeros(batch_size, np.int32))
       b.pop("history_items")

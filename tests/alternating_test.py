@@ -67,15 +67,16 @@ def uninterrupted(parts, tmp_path_factory):
 
 def test_phases_evaluations_and_regenerated_ids(parts, uninterrupted):
   loop, summary = uninterrupted
-  assert [(r["round"], r["phase"]) for r in summary["phases"]] == [(0, "rec"), (0, "id"), (1, "rec"), (1, "id")]
+  # rec_first ends with a rec phase: no ID phase after it (trailing_id_phase=False).
+  assert [(r["round"], r["phase"]) for r in summary["phases"]] == [(0, "rec"), (0, "id"), (1, "rec")]
   assert summary["complete"] and summary["best"]["phase"] == "rec"
   for r in summary["phases"]:
     if r["phase"] == "rec":
       assert set(r["valid"]) == {"hit@1", "ndcg@1", "hit@5", "ndcg@5"}
       assert 0.0 <= r["test"]["hit@1"] <= r["test"]["hit@5"] <= 1.0
-  # Two ID phases: each rotated every item's ID once.
-  assert loop.ctx.item_ids == _rotate(_rotate(parts[1]))
-  assert int(loop.rec_state.step) == 2 * loop.rec_steps and int(loop.gen_state.step) == 2 * loop.id_steps
+  # One ID phase, which rotated every item's ID once.
+  assert loop.ctx.item_ids == _rotate(parts[1])
+  assert int(loop.rec_state.step) == 2 * loop.rec_steps and int(loop.gen_state.step) == loop.id_steps
 
 
 def test_stopped_and_resumed_run_equals_uninterrupted(parts, uninterrupted, tmp_path):
@@ -123,3 +124,41 @@ def test_sharded_loop_equals_one_device(parts):
 def test_batch_not_divisible_by_data_axis_fails_loudly(parts):
   with pytest.raises(ValueError, match="id_batch_size=4 must be a multiple"):
     alternating.IdGenRecLoop(_context(parts, partitioner=partitioning.PjitPartitioner(1)))
+
+
+@pytest.mark.parametrize("style,trailing,rounds,want", [
+    ("rec_first", False, 2, ["rec", "id", "rec"]),
+    ("rec_first", True, 2, ["rec", "id", "rec", "id"]),
+    ("rec_first", False, 1, ["rec"]),
+    ("id_first", False, 2, ["id", "rec", "id", "rec"]),
+])
+def test_schedule_phases(style, trailing, rounds, want):
+  sch = alternating.Schedule(rounds=rounds, alt_style=style, trailing_id_phase=trailing)
+  assert [p for _, p in sch.phases()] == want
+  assert [r for r, _ in sch.phases()] == [i // 2 for i in range(len(want))]
+
+
+def test_validation_sample_and_full_test(parts, monkeypatch):
+  """`valid_examples` validates on a fixed random sample of users; test still covers every user."""
+  seen = {}
+
+  def fake_evaluate(topk_fn, params, trie, batches, targets_E, **kw):
+    seen[kw["desc"]] = (np.asarray(targets_E), np.concatenate([b["decoder_target_tokens"] for b in batches]))
+    return {"hit@1": 0.0}, None
+  monkeypatch.setattr(alternating.evaluation, "evaluate", fake_evaluate)
+  ctx = _context(parts)
+  ctx.max_eval_examples, ctx.valid_examples = None, 5
+  loop = alternating.IdGenRecLoop(ctx)
+  loop.evaluate("valid")
+  loop.evaluate("test")
+  valid, test = ctx.splits["valid"], ctx.splits["test"]
+  v_targets, v_rows = seen["evaluate valid"]
+  assert len(v_targets) == 5 and len(seen["evaluate test"][0]) == test.num_examples
+  np.testing.assert_array_equal(seen["evaluate test"][0], test.target)
+  assert set(v_targets.tolist()) <= set(valid.target.tolist())
+  # The batches' first rows are exactly those examples' targets (the rest wraps around).
+  want = alternating._batcher(ctx)._targets(v_targets)["decoder_target_tokens"]
+  np.testing.assert_array_equal(v_rows[:5], want)
+  loop2 = alternating.IdGenRecLoop(ctx)
+  loop2.evaluate("valid")
+  np.testing.assert_array_equal(seen["evaluate valid"][0], v_targets)  # the same sample every time
