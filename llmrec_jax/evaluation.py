@@ -63,7 +63,8 @@ def make_topk_fn(model: models.EncoderDecoderModel, options: DecodeOptions) -> C
       beam_search.constrained_beam_search, length_normalization=options.length_normalization,
       length_penalty=options.length_penalty)
   m = models.EncoderDecoderModel(model.module, decode_fn=decode_fn,
-                                 output_vocabulary=model.output_vocabulary)
+                                 output_vocabulary=model.output_vocabulary,
+                                 output_rest_chunk=model.output_rest_chunk)
   output_vocab = models.OutputVocab(options.output_vocab)
 
   def topk(params, batch, trie_arrays):

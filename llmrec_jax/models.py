@@ -105,7 +105,7 @@ class EncoderDecoderModel:
     self._default_decoder_params = default_decoder_params or DecoderParams()
     if output_rest_chunk < 1:
       raise ValueError(f"output_rest_chunk must be >= 1, got {output_rest_chunk}")
-    self._output_rest_chunk = output_rest_chunk
+    self.output_rest_chunk = output_rest_chunk
 
   # ----------------------------------------------------------------------------- init
   def get_initial_variables(self, rng: Array, input_shapes: Mapping[str, tuple[int, ...]],
@@ -259,7 +259,7 @@ class EncoderDecoderModel:
       ids_U = jnp.asarray(output_token_ids, jnp.int32)
       # Gathered once per batch, outside the decode loop; SUBSET_EXACT also keeps the other
       # columns, in chunks, for the exact rest-of-vocab log-sum-exp.
-      rest_chunk = self._output_rest_chunk if output_vocab == OutputVocab.SUBSET_EXACT else None
+      rest_chunk = self.output_rest_chunk if output_vocab == OutputVocab.SUBSET_EXACT else None
       step_kwargs["output_kernel_DxU"] = self.module.apply(
           {"params": params}, ids_U, rest_chunk=rest_chunk, method=self.module.output_kernel)
       decoder_params["column_token_ids"] = subset_column_token_ids(ids_U, output_vocab)
