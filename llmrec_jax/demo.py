@@ -1,8 +1,8 @@
 """`make demo`: IDGenRec end to end on the built-in synthetic catalogue, offline, on a CPU.
 
 Bootstraps an ID generator (t5_tiny, random init, trained on TF-IDF keyword IDs), assigns unique
-textual IDs to every item and user, runs 2 rounds of (rec phase, ID phase) with a t5_tiny
-recommender, evaluates with trie-constrained top-10 decoding over all items, and prints HR@5/10
+textual IDs to every item and user, runs 2 rounds (rec phase, ID phase and regenerated IDs, rec
+phase) with a t5_tiny recommender, evaluates with trie-constrained top-10 decoding over all items, and prints HR@5/10
 and NDCG@5/10 next to a popularity baseline on the same leave-one-out split.
 
   python -m llmrec_jax.demo [--model_dir /tmp/llmrec_demo] [--rounds 2] [--rec_epochs 2]
