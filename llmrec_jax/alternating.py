@@ -319,6 +319,7 @@ class IdGenRecLoop:
     if ctx.exclude_seen:
       held_out = 2 if split_name == "valid" else 1
       excluded = functools.partial(prompt_batches.seen_items, ctx.data.sequences, held_out=held_out)
+    rows = batcher.by_history_length(split, rows)
     batches = batcher.eval_batches(split, ctx.user_ids, rows=rows, batch_size=bs, excluded=excluded)
     metrics, _ = evaluation.evaluate(self.topk_fn, self.rec_state.params, trie, batches,
                                      split.target[rows], ks=ctx.decode.ks,

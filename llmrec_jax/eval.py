@@ -12,6 +12,8 @@ import json
 import math
 from typing import Optional
 
+import numpy as np
+
 from llmrec_jax import evaluation, idgenrec, inference, prompt_batches
 from llmrec_jax.data import splits as splits_lib
 
@@ -35,8 +37,9 @@ def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: O
     excluded = None
     if exclude_seen:
       excluded = functools.partial(prompt_batches.seen_items, r.data.sequences, held_out=held_out)
-    batches = batcher.eval_batches(sp, r.user_ids, num_examples=n, batch_size=batch_size, excluded=excluded)
-    out[name], _ = evaluation.evaluate(topk, r.params, trie, batches, sp.target[:n], ks=decode.ks,
+    rows = batcher.by_history_length(sp, np.arange(n))
+    batches = batcher.eval_batches(sp, r.user_ids, rows=rows, batch_size=batch_size, excluded=excluded)
+    out[name], _ = evaluation.evaluate(topk, r.params, trie, batches, sp.target[rows], ks=decode.ks,
                                        num_batches=math.ceil(n / batch_size), desc=f"evaluate {name}")
   return out
 

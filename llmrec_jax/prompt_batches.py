@@ -151,6 +151,15 @@ class PromptBatcher:
     enc_BxS, _, hist_BxH = self._prompts(user_ids, histories, template_idx)
     return {"encoder_input_tokens": enc_BxS, "history_items": hist_BxH, **self._targets(targets)}
 
+  @staticmethod
+  def by_history_length(split, rows: np.ndarray) -> np.ndarray:
+    """`rows` (example indices of `split`) ordered by history length, shortest first (stable):
+    evaluation batches then hold prompts of similar length, and `length_bucket` cuts each batch
+    to its own longest prompt (ranking metrics are means, so the order does not change them)."""
+    rows = np.asarray(rows)
+    lengths = np.fromiter((len(split.history[i]) for i in rows), np.int64, len(rows))
+    return rows[np.argsort(lengths, kind="stable")]
+
   def eval_batches(self, split, user_ids: Sequence[str], *, batch_size: int,
                    num_examples: Optional[int] = None, rows: Optional[np.ndarray] = None,
                    excluded: Optional[Callable[[np.ndarray], np.ndarray]] = None):

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from llmrec_jax import alternating, evaluation, model_sizes, models, network, partitioning
+from llmrec_jax import alternating, evaluation, model_sizes, models, network, partitioning, prompt_batches
 from llmrec_jax.data import item_text, prompts, splits, synthetic, task_builders
 
 
@@ -154,7 +154,12 @@ def test_validation_sample_and_full_test(parts, monkeypatch):
   valid, test = ctx.splits["valid"], ctx.splits["test"]
   v_targets, v_rows = seen["evaluate valid"]
   assert len(v_targets) == 5 and len(seen["evaluate test"][0]) == test.num_examples
-  np.testing.assert_array_equal(seen["evaluate test"][0], test.target)
+  # Every test user once, shortest history first.
+  order = prompt_batches.PromptBatcher.by_history_length(test, np.arange(test.num_examples))
+  assert sorted(order.tolist()) == list(range(test.num_examples))
+  lengths = [len(test.history[i]) for i in order]
+  assert lengths == sorted(lengths)
+  np.testing.assert_array_equal(seen["evaluate test"][0], test.target[order])
   assert set(v_targets.tolist()) <= set(valid.target.tolist())
   # The batches' first rows are exactly those examples' targets (the rest wraps around).
   want = alternating._batcher(ctx)._targets(v_targets)["decoder_target_tokens"]
