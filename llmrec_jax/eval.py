@@ -1,7 +1,8 @@
 """Evaluate a trained IDGenRec run: HR@K / NDCG@K on validation and test, full ranking.
 
   python -m llmrec_jax.eval --gin.evaluate.model_dir="'/tmp/idgenrec_tiny'" \
-      [--gin.evaluate.exclude_seen=True] [--gin.evaluate.max_eval_examples=1000]
+      [--gin.evaluate.exclude_seen=True] [--gin.evaluate.max_eval_examples=1000] \
+      [--gin.evaluate.decode=@DecodeOptions() --gin.DecodeOptions.output_vocab="'subset'"]
 
 Restores the latest checkpoint (or `step`) with the ID tables it was trained with; prints JSON.
 """
@@ -49,6 +50,8 @@ def main(argv) -> None:
   import gin  # pylint: disable=g-import-not-at-top
   from llmrec_jax import gin_utils  # pylint: disable=g-import-not-at-top
   configured = gin.configurable(evaluate)
+  # --gin.evaluate.decode=@DecodeOptions() --gin.DecodeOptions.length_normalization="'t5x'" ...
+  gin.external_configurable(evaluation.DecodeOptions, module="evaluation")
   gin_utils.parse_gin_flags()
   print(json.dumps(configured(), indent=1))
 
