@@ -30,8 +30,9 @@ class OutputVocab(str, enum.Enum):
   """Which logits a decode step computes when the outputs are restricted to U tokens.
 
   FULL: all V (T5X). SUBSET_EXACT: the full projection, but the search sees the U subset
-  columns plus one "rest" column holding the log-sum-exp of the other V - U logits (computed
-  chunk by chunk, `network.output_subset`, never as [B*K, V] logits), so its
+  columns plus one "rest" column holding the log-sum-exp of the other V - U logits (from the
+  kernel's non-subset columns gathered once per batch, `network.output_subset`: no masking or
+  gathering over [B*K, V] in the step), so its
   log_softmax over U + 1 columns equals the full-vocab log_softmax at the U tokens (HF
   `prefix_allowed_tokens_fn` scores; a trie never allows the rest column). SUBSET: only the
   U columns are projected (~V/U times cheaper output layer) and the softmax is over them, i.e.
