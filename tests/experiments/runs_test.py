@@ -51,7 +51,7 @@ def test_commands_produce_the_collected_layout(tmp_path):
                       vocab_path="/v/t5.model")[-1] == "--gin.VOCAB_PATH='/v/t5.model'"
   assert runs.result_path(tmp_path, "toys", "ids_sequential") == tmp_path / "toys" / "ids_sequential" / "results.json"
   base = runs.command("yelp", "sasrec_bce", runs_dir=tmp_path, data_root="/data", sasrec_minutes=5)
-  assert base[3:] == ["--model", "sasrec", "--loss", "bce", "--data_dir", "/data/yelp", "--json", "--no_progress",
+  assert base[3:] == ["--model", "sasrec", "--loss", "bce", "--epochs", "400", "--patience", "10", "--data_dir", "/data/yelp", "--json", "--no_progress",
                       "--time_budget_min", "5"]
   assert runs.skip_reason("sports", "ids_title") and not runs.skip_reason("beauty", "ids_title")
   for name in runs.MODELS:
