@@ -103,9 +103,12 @@ class Context:
       input_len=256, target_len=16, text_len=64, id_len=16))
   eval_batch_size: int = 32
   max_eval_examples: Optional[int] = None
-  # Validate on a fixed random sample of this many users (None: all); test always uses every
-  # user (up to `max_eval_examples`). Model selection then costs a fraction of a full pass.
+  # Validate on a fixed random sample of this many users (None: all, up to `max_eval_examples`).
+  # Model selection then costs a fraction of a full pass.
   valid_examples: Optional[int] = None
+  # Test on a fixed random sample of this many users (None: every user, the paper's protocol);
+  # for CPU-budget tables, where a full test pass costs more than the training.
+  test_examples: Optional[int] = None
   exclude_seen: bool = False
   model_dir: Optional[str] = None
   keep_checkpoints: int = 2
@@ -308,9 +311,10 @@ class IdGenRecLoop:
     split = ctx.splits[split_name]
     n = split.num_examples if ctx.max_eval_examples is None else min(ctx.max_eval_examples, split.num_examples)
     rows = np.arange(n)
-    if split_name == "valid" and ctx.valid_examples is not None and ctx.valid_examples < n:
-      rng = np.random.default_rng([ctx.schedule.seed, 7])
-      rows = np.sort(rng.choice(n, ctx.valid_examples, replace=False))
+    sample = {"valid": ctx.valid_examples, "test": ctx.test_examples}.get(split_name)
+    if sample is not None and sample < n:  # the same users every time (and in every run)
+      rng = np.random.default_rng([ctx.schedule.seed, 7 if split_name == "valid" else 11])
+      rows = np.sort(rng.choice(n, sample, replace=False))
     batcher = _batcher(ctx)
     trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(ctx.data.num_items)],
                                       vocab_size=ctx.rec_model.module.config.vocab_size)

@@ -34,8 +34,8 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
           decode: evaluation.DecodeOptions = evaluation.DecodeOptions(),
           input_len: int = 256, target_len: int = 16, text_len: int = 64, id_len: int = 16,
           eval_batch_size: int = 32, max_eval_examples: Optional[int] = None,
-          valid_examples: Optional[int] = None, exclude_seen: bool = False,
-          id_batch_size: int = 256, synthetic_users: int = 300, synthetic_items: int = 200,
+          valid_examples: Optional[int] = None, test_examples: Optional[int] = None,
+          exclude_seen: bool = False, id_batch_size: int = 256, synthetic_users: int = 300, synthetic_items: int = 200,
           keep_checkpoints: int = 2, max_optimizer_steps: Optional[int] = None,
           partitioner: Optional[partitioning.PjitPartitioner] = None,
           on_start=None) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
       item_ids=item_ids, user_ids=user_ids, assigner=assigner, schedule=schedule, id_options=id_options,
       decode=decode, lengths=dict(input_len=input_len, target_len=target_len, text_len=text_len, id_len=id_len),
       eval_batch_size=eval_batch_size, max_eval_examples=max_eval_examples,
-      valid_examples=valid_examples, exclude_seen=exclude_seen,
+      valid_examples=valid_examples, test_examples=test_examples, exclude_seen=exclude_seen,
       model_dir=model_dir, keep_checkpoints=keep_checkpoints, log_fn=log_fn,
       punct_token_ids=idgenrec.punctuation_token_ids(tokenizer), partitioner=partitioner)
   loop = alternating.IdGenRecLoop(ctx)

@@ -167,3 +167,30 @@ def test_validation_sample_and_full_test(parts, monkeypatch):
   loop2 = alternating.IdGenRecLoop(ctx)
   loop2.evaluate("valid")
   np.testing.assert_array_equal(seen["evaluate valid"][0], v_targets)  # the same sample every time
+
+
+def test_test_sample(parts, monkeypatch):
+  """`test_examples` tests on a fixed random sample (not the first users), distinct from the
+  validation sample's draw, the same in every loop."""
+  seen = {}
+
+  def fake_evaluate(topk_fn, params, trie, batches, targets_E, **kw):
+    seen.setdefault(kw["desc"], []).append(np.asarray(targets_E))
+    return {"hit@1": 0.0}, None
+  monkeypatch.setattr(alternating.evaluation, "evaluate", fake_evaluate)
+  ctx = _context(parts)
+  test = ctx.splits["test"]
+  k = test.num_examples // 2
+  ctx.max_eval_examples, ctx.valid_examples, ctx.test_examples = None, None, k
+  calls = []
+  orig = prompt_batches.PromptBatcher.by_history_length
+  monkeypatch.setattr(prompt_batches.PromptBatcher, "by_history_length",
+                      staticmethod(lambda split, rows: calls.append(np.sort(rows)) or orig(split, rows)))
+  alternating.IdGenRecLoop(ctx).evaluate("test")
+  alternating.IdGenRecLoop(ctx).evaluate("test")
+  alternating.IdGenRecLoop(ctx).evaluate("valid")
+  first, second, valid_rows = calls
+  assert len(first) == k == len(seen["evaluate test"][0]) and len(set(first.tolist())) == k
+  np.testing.assert_array_equal(first, second)
+  assert not np.array_equal(first, np.arange(k))  # a random sample, not the first k users
+  assert len(valid_rows) == ctx.splits["valid"].num_examples  # valid_examples None: every user
