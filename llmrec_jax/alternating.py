@@ -306,15 +306,21 @@ class IdGenRecLoop:
     self.ctx.item_ids, self.ctx.user_ids = list(items), list(users)
 
   # ------------------------------------------------------------------ evaluation
-  def evaluate(self, split_name: str) -> dict[str, float]:
+  def eval_rows(self, split_name: str) -> np.ndarray:
+    """Example indices of `split_name` that `evaluate` covers, ascending."""
     ctx = self.ctx
     split = ctx.splits[split_name]
     n = split.num_examples if ctx.max_eval_examples is None else min(ctx.max_eval_examples, split.num_examples)
-    rows = np.arange(n)
     sample = {"valid": ctx.valid_examples, "test": ctx.test_examples}.get(split_name)
     if sample is not None and sample < n:  # the same users every time (and in every run)
       rng = np.random.default_rng([ctx.schedule.seed, 7 if split_name == "valid" else 11])
-      rows = np.sort(rng.choice(n, sample, replace=False))
+      return np.sort(rng.choice(n, sample, replace=False))
+    return np.arange(n)
+
+  def evaluate(self, split_name: str) -> dict[str, float]:
+    ctx = self.ctx
+    split = ctx.splits[split_name]
+    rows = self.eval_rows(split_name)
     batcher = _batcher(ctx)
     trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(ctx.data.num_items)],
                                       vocab_size=ctx.rec_model.module.config.vocab_size)
@@ -351,6 +357,7 @@ class IdGenRecLoop:
       if phase == "rec":
         record["valid"] = self.evaluate("valid")
         record["test"] = self.evaluate("test")
+        record["eval_users"] = {s: len(self.eval_rows(s)) for s in ("valid", "test")}
       self.results.append(record)
       self.ctx.log_fn({"round": rnd, "phase": phase, "step": self._global_step(),
                        **{f"{s}/{k}": v for s in ("valid", "test") for k, v in record.get(s, {}).items()}})

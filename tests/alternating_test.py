@@ -74,6 +74,8 @@ def test_phases_evaluations_and_regenerated_ids(parts, uninterrupted):
     if r["phase"] == "rec":
       assert set(r["valid"]) == {"hit@1", "ndcg@1", "hit@5", "ndcg@5"}
       assert 0.0 <= r["test"]["hit@1"] <= r["test"]["hit@5"] <= 1.0
+      assert r["eval_users"] == {s: min(loop.ctx.max_eval_examples, loop.ctx.splits[s].num_examples)
+                                 for s in ("valid", "test")}
   # One ID phase, which rotated every item's ID once.
   assert loop.ctx.item_ids == _rotate(parts[1])
   assert int(loop.rec_state.step) == 2 * loop.rec_steps and int(loop.gen_state.step) == loop.id_steps
@@ -190,6 +192,7 @@ def test_test_sample(parts, monkeypatch):
   alternating.IdGenRecLoop(ctx).evaluate("test")
   alternating.IdGenRecLoop(ctx).evaluate("valid")
   first, second, valid_rows = calls
+  np.testing.assert_array_equal(alternating.IdGenRecLoop(ctx).eval_rows("test"), first)
   assert len(first) == k == len(seen["evaluate test"][0]) and len(set(first.tolist())) == k
   np.testing.assert_array_equal(first, second)
   assert not np.array_equal(first, np.arange(k))  # a random sample, not the first k users

@@ -106,9 +106,20 @@ def load_metrics(path: str | os.PathLike, kind: str) -> dict[str, float]:
   return {m: float(test[m]) for m in METRICS if m in test}
 
 
+def test_users(path: str | os.PathLike, kind: str) -> Optional[int]:
+  """How many users a finished run's test metrics cover, when its file says (generative:
+  `best.eval_users.test`, written since test sampling existed; baseline: `num_users`)."""
+  with open(path, encoding="utf-8") as f:
+    doc = json.load(f)
+  n = ((doc.get("best") or {}).get("eval_users") or {}).get("test") if kind == "generative" \
+      else doc.get("num_users")
+  return None if n is None else int(n)
+
+
 def collect(runs_dir: str | os.PathLike, datasets: list[str], models: list[str]
             ) -> dict[tuple[str, str], dict[str, Any]]:
-  """{(dataset, model): {"metrics": {...}, "path", "provenance"}} for every run present."""
+  """{(dataset, model): {"metrics": {...}, "path", "provenance", "test_users"}} for every run
+  present (`test_users` None when the file does not say)."""
   out = {}
   for ds in datasets:
     for model in models:
@@ -118,8 +129,9 @@ def collect(runs_dir: str | os.PathLike, datasets: list[str], models: list[str]
       prov_path = provenance_path(runs_dir, ds, model)
       prov = json.loads(prov_path.read_text(encoding="utf-8")) if prov_path.is_file() else {}
       prov.setdefault("finished_utc", _utc(path.stat().st_mtime))
-      out[(ds, model)] = {"metrics": load_metrics(path, MODELS[model].kind), "path": str(path),
-                          "provenance": prov}
+      kind = MODELS[model].kind
+      out[(ds, model)] = {"metrics": load_metrics(path, kind), "path": str(path), "provenance": prov,
+                          "test_users": test_users(path, kind)}
   return out
 
 

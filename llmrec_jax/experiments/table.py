@@ -68,7 +68,8 @@ def provenance_lines(results: dict[tuple[str, str], dict[str, Any]], argv: Seque
     p = r["provenance"]
     wall = f"{p['wall_seconds'] / 60:.1f} min" if "wall_seconds" in p else "wall time unknown"
     cmd = f"`{p['command']}`" if "command" in p else "command unknown (collected, not run by this tool)"
-    out.append(f"{ds} / {model}: {cmd}, {wall}, finished {p['finished_utc']} ({r['path']})")
+    users = f", test on {r['test_users']:,} users" if r.get("test_users") is not None else ""
+    out.append(f"{ds} / {model}: {cmd}, {wall}, finished {p['finished_utc']}{users} ({r['path']})")
   return out
 
 

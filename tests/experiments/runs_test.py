@@ -22,6 +22,20 @@ def test_collect_reads_test_metrics_of_both_layouts(tmp_path, fake_runs):
   assert got[("toys", "sasrec_ce")]["provenance"]["command"] == "python -m x"
   assert "command" not in got[("beauty", "popularity")]["provenance"]
   assert got[("beauty", "popularity")]["provenance"]["finished_utc"].endswith("UTC")
+  assert got[("beauty", "ids_random")]["test_users"] is None  # the file does not say
+
+
+def test_collect_reads_how_many_users_were_tested(tmp_path, fake_runs):
+  path = fake_runs.write_generative(tmp_path, "toys", "ids_title", fake_runs.metrics(0.01))
+  doc = json.loads(path.read_text(encoding="utf-8"))
+  doc["best"]["eval_users"] = {"valid": 500, "test": 5000}
+  path.write_text(json.dumps(doc), encoding="utf-8")
+  base = fake_runs.write_baseline(tmp_path, "toys", "popularity", fake_runs.metrics(0.02))
+  doc = json.loads(base.read_text(encoding="utf-8"))
+  base.write_text(json.dumps({**doc, "num_users": 19412}), encoding="utf-8")
+  got = runs.collect(tmp_path, ["toys"], ["ids_title", "popularity"])
+  assert got[("toys", "ids_title")]["test_users"] == 5000
+  assert got[("toys", "popularity")]["test_users"] == 19412
 
 
 def test_unfinished_or_broken_results_fail_naming_the_file(tmp_path, fake_runs):

@@ -23,7 +23,8 @@ def _rows(doc):
 def test_cli_collects_fake_runs_and_marks_missing_entries(tmp_path, fake_runs):
   runs_dir = tmp_path / "runs"
   fake_runs.write_generative(runs_dir, "beauty", "ids_random", fake_runs.metrics(0.0123))
-  fake_runs.write_baseline(runs_dir, "toys", "popularity", {"hit@5": 0.02, "hit@10": 0.03})
+  pop = fake_runs.write_baseline(runs_dir, "toys", "popularity", {"hit@5": 0.02, "hit@10": 0.03})
+  pop.write_text(pop.read_text(encoding="utf-8").replace('"model"', '"num_users": 19412, "model"'), encoding="utf-8")
   (tmp_path / "README.md").write_text(README, encoding="utf-8")
   out = tmp_path / "results.md"
   doc = table.main(["--datasets", "beauty,toys", "--models", "popularity,ids_random,ids_title",
@@ -37,6 +38,8 @@ def test_cli_collects_fake_runs_and_marks_missing_entries(tmp_path, fake_runs):
   assert rows["TIGER (quoted)"] == ["0.0454", "0.0321", "0.0648", "0.0384"] + ["-"] * 4
   assert all(len(cells) == len(header) - 1 for cells in rows.values())
   assert "Provenance:" in doc and "beauty / ids_random: command unknown" in doc
+  assert "test on 19,412 users" in doc and "beauty / ids_random: command unknown (collected, not run by " \
+      "this tool), wall time unknown, finished" in doc
   assert "llmrec_jax.experiments.table" in doc
 
 
