@@ -17,10 +17,11 @@ HF length normalisation, 10 beams) in each `--modes` output mode (`models.Output
 the trie's U tokens; 'subset' logits of the U tokens only, renormalised: approximate), plus
 'unconstrained' (same search without the trie, full vocab) for the mask overhead. HF:
 `generate(num_beams=K, num_return_sequences=K, prefix_allowed_tokens_fn=<prefix dict>)`, the
-IDGenRec evaluation path, HF's prompts cut to their batch's longest row. Ours pads every
-prompt of a run to the sample's longest (rounded to 32): one compile per (mode, batch).
-`--full_users`: ours over that many test users in the best mode at the largest batch (users/s
-measured, not extrapolated); HF's full-test-set time is extrapolated from its batch-1 sample.
+IDGenRec evaluation path, HF's prompts cut to their batch's longest row. Ours cuts each batch to
+its longest row rounded up to 32, as evaluation does (one compile per (mode, batch, length);
+compiles are not timed). Both sides decode the same users in the same batches.
+`--full_users`: ours over that many test users in the best mode at the largest batch, users
+ordered by prompt length as evaluation orders them (users/s measured, not extrapolated); HF's full-test-set time is extrapolated from its batch-1 sample.
 Prints one JSON object; ratios are measured in one process, back to back.
 """
 from __future__ import annotations
@@ -75,11 +76,31 @@ def beauty_reference(n_users: int):
   return items, enc["encoder_input_tokens"]
 
 
-def _batches(enc_NxS: np.ndarray, batch: int, users: int):
-  """Consecutive [batch, S] slices covering `users` rows (wrapping around the sample)."""
+def _batches(enc_NxS: np.ndarray, batch: int, users: int, *, bucket: int = 32,
+             by_length: bool = False):
+  """Consecutive [batch, S_b] slices covering `users` rows (wrapping around the sample), each cut
+  to its own longest prompt rounded up to `bucket` (`PromptBatcher.length_bucket`, as evaluation
+  does: a few compiled shapes, not one padded length). `by_length` first orders the rows by
+  prompt length, as `PromptBatcher.by_history_length` orders evaluation users."""
   n = -(-users // batch) * batch
   idx = np.arange(n) % enc_NxS.shape[0]
-  return [enc_NxS[idx[i:i + batch]] for i in range(0, n, batch)]
+  if by_length:
+    idx = idx[np.argsort((enc_NxS[idx] > 0).sum(1), kind="stable")]
+  out = []
+  for i in range(0, n, batch):
+    rows = enc_NxS[idx[i:i + batch]]
+    longest = int((rows > 0).sum(1).max()) if rows.size else 1
+    out.append(rows[:, :min(rows.shape[1], -(-max(longest, 1) // bucket) * bucket)])
+  return out
+
+
+def _warm_up(fn, params, trie, batches) -> float:
+  """Compiles and runs `fn` once per distinct batch shape; returns the seconds (not timed)."""
+  import jax
+  t0 = time.perf_counter()
+  for shape in sorted({b.shape for b in batches}):
+    jax.block_until_ready(fn(params, next(b for b in batches if b.shape == shape), trie.arrays))
+  return time.perf_counter() - t0
 
 
 def make_ours(module, mode: str, beams: int, max_len: int):
@@ -111,11 +132,9 @@ def make_ours(module, mode: str, beams: int, max_len: int):
 
 
 def time_ours(fn, params, trie, batches):
-  """(users/s, compile+first-call seconds, items of every batch)."""
+  """(users/s, warm-up seconds (compiles, untimed), items of every batch)."""
   import jax
-  t0 = time.perf_counter()
-  jax.block_until_ready(fn(params, batches[0], trie.arrays))
-  first = time.perf_counter() - t0
+  first = _warm_up(fn, params, trie, batches)
   outs = []
   t0 = time.perf_counter()
   for enc in batches:
@@ -146,7 +165,7 @@ def mask_overhead(module, params, trie, batches, beams: int, modes):
   try:
     for m in ["unconstrained"] + [m for m in modes if m != "unconstrained"]:
       fn = make_ours(module, m, beams, trie.max_len)
-      jax.block_until_ready(fn(params, batches[0], trie.arrays))
+      _warm_up(fn, params, trie, batches)
       count[0] = 0
       t0 = time.perf_counter()
       for enc in batches:  # one at a time: the count must cover exactly the timed calls
@@ -222,7 +241,7 @@ def bench_size(size, items, enc, a):
     tops = {}
     for m in modes:
       ups, first, top = time_ours(fns[m], params, trie, _batches(enc, b, max(a.users, b)))
-      r[m] = {"users_per_s": round(ups, 2), "first_call_s": round(first, 1)}
+      r[m] = {"users_per_s": round(ups, 2), "warm_up_s": round(first, 1)}
       if m != "unconstrained":
         r[m]["valid_item_fraction"] = float((top >= 0).mean())
         tops[m] = top
@@ -249,7 +268,7 @@ def bench_size(size, items, enc, a):
     best = a.full_mode
     b = max(int(x) for x in a.batches.split(","))
     n = min(a.full_users, enc.shape[0])
-    ups, _, top = time_ours(fns[best], params, trie, _batches(enc, b, n))
+    ups, _, top = time_ours(fns[best], params, trie, _batches(enc, b, n, by_length=True))
     full = {"mode": best, "batch": b, "users": n, "users_per_s": round(ups, 2),
             "seconds": round(n / ups, 1), "valid_item_fraction": float((top >= 0).mean())}
     hf1 = out.get("batch_1", {}).get("hf_torch")
