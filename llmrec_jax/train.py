@@ -35,7 +35,8 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
           input_len: int = 256, target_len: int = 16, text_len: int = 64, id_len: int = 16,
           eval_batch_size: int = 32, max_eval_examples: Optional[int] = None,
           valid_examples: Optional[int] = None, test_examples: Optional[int] = None,
-          exclude_seen: bool = False, id_batch_size: int = 256, synthetic_users: int = 300, synthetic_items: int = 200,
+          exclude_seen: bool = False, id_batch_size: int = 256, synthetic_users: int = 300,
+          synthetic_items: int = 200,
           keep_checkpoints: int = 2, max_optimizer_steps: Optional[int] = None,
           partitioner: Optional[partitioning.PjitPartitioner] = None,
           on_start=None) -> dict[str, Any]:
