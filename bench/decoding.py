@@ -21,7 +21,8 @@ IDGenRec evaluation path, HF's prompts cut to their batch's longest row. Ours cu
 its longest row rounded up to 32, as evaluation does (one compile per (mode, batch, length);
 compiles are not timed). Both sides decode the same users in the same batches.
 `--full_users`: ours over that many test users in the best mode at the largest batch, users
-ordered by prompt length as evaluation orders them (users/s measured, not extrapolated); HF's full-test-set time is extrapolated from its batch-1 sample.
+ordered by prompt length as evaluation orders them (users/s measured, not extrapolated); HF's
+full-test-set time is extrapolated from its batch-1 sample.
 Prints one JSON object; ratios are measured in one process, back to back.
 """
 from __future__ import annotations
@@ -89,8 +90,8 @@ def _batches(enc_NxS: np.ndarray, batch: int, users: int, *, bucket: int = 32,
   out = []
   for i in range(0, n, batch):
     rows = enc_NxS[idx[i:i + batch]]
-    longest = int((rows > 0).sum(1).max()) if rows.size else 1
-    out.append(rows[:, :min(rows.shape[1], -(-max(longest, 1) // bucket) * bucket)])
+    longest = max(1, int((rows > 0).sum(1).max()))
+    out.append(rows[:, :min(rows.shape[1], -(-longest // bucket) * bucket)])
   return out
 
 
@@ -134,14 +135,14 @@ def make_ours(module, mode: str, beams: int, max_len: int):
 def time_ours(fn, params, trie, batches):
   """(users/s, warm-up seconds (compiles, untimed), items of every batch)."""
   import jax
-  first = _warm_up(fn, params, trie, batches)
+  warm = _warm_up(fn, params, trie, batches)
   outs = []
   t0 = time.perf_counter()
   for enc in batches:
     outs.append(fn(params, enc, trie.arrays))
   outs = [np.asarray(o) for o in jax.block_until_ready(outs)]
   sec = time.perf_counter() - t0
-  return sum(len(b) for b in batches) / sec, first, np.concatenate(outs)
+  return sum(len(b) for b in batches) / sec, warm, np.concatenate(outs)
 
 
 def mask_overhead(module, params, trie, batches, beams: int, modes):
@@ -240,8 +241,8 @@ def bench_size(size, items, enc, a):
     r = {}
     tops = {}
     for m in modes:
-      ups, first, top = time_ours(fns[m], params, trie, _batches(enc, b, max(a.users, b)))
-      r[m] = {"users_per_s": round(ups, 2), "warm_up_s": round(first, 1)}
+      ups, warm, top = time_ours(fns[m], params, trie, _batches(enc, b, max(a.users, b)))
+      r[m] = {"users_per_s": round(ups, 2), "warm_up_s": round(warm, 1)}
       if m != "unconstrained":
         r[m]["valid_item_fraction"] = float((top >= 0).mean())
         tops[m] = top
