@@ -191,9 +191,14 @@ def select_candidates(logprob_BxKxV: jax.Array, num: int):
   return val, (flat // v).astype(jnp.int32), (flat % v).astype(jnp.int32)
 
 
-def step_log_probs(logits_BKxV: jax.Array, mask_BKxV: Optional[jax.Array]) -> jax.Array:
-  """log_softmax over the full vocab in float32, then -inf where the mask forbids."""
-  lp = jax.nn.log_softmax(logits_BKxV.astype(jnp.float32), axis=-1)
+def step_log_probs(logits_BKxV: jax.Array, mask_BKxV: Optional[jax.Array],
+                   renormalize: bool = False) -> jax.Array:
+  """log_softmax over the full vocab in float32, then -inf where the mask forbids; with
+  `renormalize`, the softmax runs over the allowed tokens only."""
+  logits_BKxV = logits_BKxV.astype(jnp.float32)
+  if renormalize and mask_BKxV is not None:
+    logits_BKxV = jnp.where(mask_BKxV, logits_BKxV, -1e30)
+  lp = jax.nn.log_softmax(logits_BKxV, axis=-1)
   if mask_BKxV is not None:
     lp = jnp.where(mask_BKxV, lp, NEG_INF)
   return lp
@@ -238,7 +243,8 @@ def beam_search(inputs: jax.Array,
                 length_normalization: str | LengthNormalization = "t5x",
                 length_penalty: float = 1.0,
                 min_log_prob: float = -1e7,
-                column_token_ids: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:
+                column_token_ids: Optional[jax.Array] = None,
+                renormalize: bool = False) -> tuple[jax.Array, jax.Array]:
   """Beam search (see the module docstring for conventions).
 
   Args:
@@ -261,6 +267,8 @@ def beam_search(inputs: jax.Array,
       token column_token_ids[j]. Masks and the constraint then work on columns (build the trie
       with `ItemTrie.compact()`), sequences hold real token ids, and the softmax is over the
       V' columns only.
+    renormalize: softmax over the tokens the masks allow (a constrained model's own
+      distribution, e.g. `DecoderOnlyModel(trie_softmax=True)`) instead of over the vocab.
   Returns:
     (sequences [B, K, L] int32, scores [B, K] float32), ascending (best last). A slot with no
     finished sequence has score -inf; a batch element with none finished at all returns its
@@ -305,7 +313,7 @@ def beam_search(inputs: jax.Array,
     logits_BKxV, new_cache = tokens_to_logits(ds)
     v = logits_BKxV.shape[-1]
     mask = combined_mask(ds, constraint, state.constraint_state, logits_mask_fn, v)
-    lp_BxKxV = step_log_probs(logits_BKxV, mask).reshape(b, k, v)
+    lp_BxKxV = step_log_probs(logits_BKxV, mask, renormalize).reshape(b, k, v)
     cand_BxKxV = state.live_logprobs_BxK[:, :, None] + lp_BxKxV
     val_Bx2K, beam_Bx2K, col_Bx2K = select_candidates(cand_BxKxV, min(2 * k, k * v))
     tok_Bx2K = col_Bx2K if column_token_ids is None else column_token_ids[col_Bx2K]

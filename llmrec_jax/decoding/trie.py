@@ -191,6 +191,14 @@ class ItemTrie:
                     eos_id=eos_col, num_items=self.num_items, max_len=self.max_len,
                     dense_fanout=self.dense_fanout)
 
+  def choice_nodes(self) -> tuple[list[np.ndarray], np.ndarray]:
+    """(per item, the node before each of its tokens (EOS included) [n_i]; bool [M]: nodes
+    with two or more children, where the trie's distribution has a choice)."""
+    fanout_M = np.diff(self.child_offsets)
+    fanout_M[0] = int((self.root_child >= 0).sum())
+    lengths_N = (self.item_path >= 0).sum(axis=1) - 1
+    return [row[:n] for row, n in zip(self.item_path, lengths_N)], fanout_M > 1
+
   # ---------------------------------------------------------------- device
   @property
   def arrays(self) -> TrieArrays:
