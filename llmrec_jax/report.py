@@ -1,8 +1,12 @@
-"""Plot every metric of a run from its `metrics.jsonl`: `python -m llmrec_jax.report MODEL_DIR`.
+"""Plot runs from their `metrics.jsonl`: `python -m llmrec_jax.report RUN_DIR [RUN_DIR ...]`.
 
-Writes a PNG (default `MODEL_DIR/metrics.png`) with one panel per metric against the step.
+One run: a PNG (default `RUN_DIR/metrics.png`) with one panel per metric against the step.
 When records carry a `round` field (alternating training), dashed vertical lines mark the steps
-where a new round starts. Needs only matplotlib (Agg, no display), not TensorFlow.
+where a new round starts.
+Several runs: learning curves on shared axes (default `curves.png` in the current directory):
+each `--metrics` name (default validation HR@10 and NDCG@10) against wall-clock `minutes` and
+against the step, one line per run, labelled by its folder name. Needs only matplotlib (Agg, no
+display), not TensorFlow.
 """
 from __future__ import annotations
 
@@ -98,19 +102,60 @@ def plot_metrics(records: Sequence[dict[str, Any]], out_path: str, title: Option
   return out_path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> str:
-  parser = argparse.ArgumentParser(prog="python -m llmrec_jax.report", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("model_dir", help=f"run folder holding {METRICS_FILE} (or the file itself)")
-  parser.add_argument("--out", help="PNG to write (default: MODEL_DIR/metrics.png)")
-  args = parser.parse_args(argv)
-  path = args.model_dir
+def plot_curves(runs: dict[str, Sequence[dict[str, Any]]], metrics: Sequence[str], out_path: str,
+                xs: Sequence[str] = ("minutes", "step")) -> str:
+  """Writes a PNG of `metrics` (rows) against each of `xs` (columns), one line per run; records
+  without the metric or the x key are skipped. Returns `out_path`."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(figsize=(5.0 * len(xs), 3.4 * len(metrics)), layout="constrained")
+  axes = fig.subplots(len(metrics), len(xs), squeeze=False)
+  plotted = 0
+  for row, metric in enumerate(metrics):
+    for col, x in enumerate(xs):
+      ax = axes[row, col]
+      for label, records in runs.items():
+        pts = sorted((float(r[x]), float(r[metric])) for r in records if x in r and metric in r)
+        if pts:
+          ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=1.2, label=label)
+          plotted += 1
+      ax.set_xlabel("wall-clock minutes" if x == "minutes" else x)
+      ax.set_title(metric, fontsize=10)
+      ax.grid(alpha=0.3)
+      if row == 0 and col == 0:
+        ax.legend(fontsize=7)
+  if not plotted:
+    raise ValueError(f"no run has any of {list(metrics)} against {list(xs)}")
+  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+  fig.savefig(out_path, format="png", dpi=80)
+  return out_path
+
+
+def _metrics_path(parser, path: str) -> str:
   if os.path.isdir(path):
     path = os.path.join(path, METRICS_FILE)
   if not os.path.isfile(path):
     parser.error(f"{path} not found")
-  out = args.out or os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.png")
-  plot_metrics(load_metrics(path), out, title=os.path.basename(os.path.dirname(os.path.abspath(path))))
+  return path
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+  parser = argparse.ArgumentParser(prog="python -m llmrec_jax.report", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("model_dirs", nargs="+",
+                      help=f"run folder(s) holding {METRICS_FILE} (or the files themselves)")
+  parser.add_argument("--out", help="PNG to write (default: RUN_DIR/metrics.png for one run, "
+                                    "curves.png for several)")
+  parser.add_argument("--metrics", default="valid/hit@10,valid/ndcg@10",
+                      help="comma-separated metric names for the multi-run curves")
+  args = parser.parse_args(argv)
+  paths = [_metrics_path(parser, p) for p in args.model_dirs]
+  run_name = lambda p: os.path.basename(os.path.dirname(os.path.abspath(p)))  # noqa: E731
+  if len(paths) == 1:
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(paths[0])), "metrics.png")
+    plot_metrics(load_metrics(paths[0]), out, title=run_name(paths[0]))
+  else:
+    out = args.out or "curves.png"
+    plot_curves({run_name(p): load_metrics(p) for p in paths}, args.metrics.split(","), out)
   print(out)
   return out
 

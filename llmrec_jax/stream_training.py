@@ -3,7 +3,8 @@
 `StreamTrainer` trains a `DecoderOnlyModel` on every user's training stream
 (`data.item_streams`), one epoch after another (a new order each epoch, from the seed),
 validates on a fixed random sample of users after every `eval_every_epochs` epochs (one record
-per point in `metrics.jsonl`: validation HR/NDCG, per-item NLL, wall-clock minutes), keeps the
+per point in `metrics.jsonl`: validation HR/NDCG, per-item NLL, `minutes` of wall clock since the
+trainer was built, evaluation included, and `train_minutes` in train steps), keeps the
 parameters that were best on validation, and tests them on every user. Evaluation decodes the
 top K items under the item trie after each user's history (full ranking, leave-one-out).
 
@@ -150,7 +151,9 @@ class StreamTrainer:
     if model_dir:
       self._ckpt = {name: orbax_t5x.CheckpointManager(os.path.join(model_dir, name), keep=1)
                     for name in ("recommender", "best")}
-    self._train_seconds = 0.0
+    self._train_seconds = 0.0  # in train steps
+    self._wall_seconds = 0.0  # of earlier sessions of this run (restored)
+    self._wall_start = time.time()
 
   def _batches(self, epoch: int):
     s = self.schedule
@@ -177,7 +180,7 @@ class StreamTrainer:
     if not self._ckpt:
       return
     meta = {"epoch": self.epoch, "best": self.best, "curve": self.curve,
-            "train_seconds": self._train_seconds}
+            "train_seconds": self._train_seconds, "wall_seconds": self._wall()}
     step = int(self.state.step)
     self._ckpt["recommender"].save(step, orbax_t5x.to_t5x_tree(self.state), meta)
     self._ckpt["best"].save(step, {"params": self.best_params}, {"best": self.best})
@@ -191,9 +194,14 @@ class StreamTrainer:
     best, _ = self._ckpt["best"].restore({"params": self.best_params})
     self.best_params = best["params"]
     self.epoch, self.best, self.curve = meta["epoch"], meta["best"], list(meta["curve"])
-    self._train_seconds = meta["train_seconds"]
+    self._train_seconds, self._wall_seconds = meta["train_seconds"], meta["wall_seconds"]
+    self._wall_start = time.time()
     log.info("restored epoch %d (step %d)", self.epoch, int(self.state.step))
     return True
+
+  def _wall(self) -> float:
+    """Seconds of this run so far (compilation, training and validation), across resumes."""
+    return self._wall_seconds + time.time() - self._wall_start
 
   # -------------------------------------------------------------------- training
   def train_epoch(self) -> dict[str, float]:
@@ -212,7 +220,7 @@ class StreamTrainer:
     s = self.schedule
     valid = self.evaluate("valid", sample_users(len(self.sequences), s.valid_users, s.seed),
                           params=self.state.params)
-    record = {"epoch": self.epoch, "step": int(self.state.step),
+    record = {"epoch": self.epoch, "step": int(self.state.step), "minutes": self._wall() / 60,
               "train_minutes": self._train_seconds / 60, **train_metrics,
               **{f"valid/{k}": v for k, v in valid.items()}}
     if self.best is None or valid[s.select_on] > self.best[f"valid/{s.select_on}"]:

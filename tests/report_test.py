@@ -65,3 +65,24 @@ def test_bad_lines_name_file_and_line(tmp_path):
     report.load_metrics(str(path))
   with pytest.raises(ValueError, match="no metrics"):
     report.plot_metrics([{"step": 0, "round": 1}], str(tmp_path / "x.png"))
+
+
+def _curve_run(folder, slope):
+  folder.mkdir(parents=True, exist_ok=True)
+  lines = [{"step": 100 * e, "minutes": 2.0 * e, "valid/hit@10": slope * e, "valid/ndcg@10": slope * e / 2}
+           for e in range(1, 6)]
+  (folder / "metrics.jsonl").write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+
+
+def test_several_runs_share_the_axes(tmp_path):
+  _curve_run(tmp_path / "stream", 0.01)
+  _curve_run(tmp_path / "sasrec", 0.02)
+  out = report.main([str(tmp_path / "stream"), str(tmp_path / "sasrec"), "--out",
+                     str(tmp_path / "curves.png")])
+  img = mpimg.imread(out)
+  # Two metric rows x (minutes, step) columns: taller than wide-ish, and drawn.
+  assert img.shape[0] > 300 and img.shape[1] > 500
+  assert img[..., :3].std() > 0.01
+  with pytest.raises(ValueError, match="no run has any of"):
+    report.main([str(tmp_path / "stream"), str(tmp_path / "sasrec"), "--metrics", "test/mrr",
+                 "--out", str(tmp_path / "none.png")])

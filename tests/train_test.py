@@ -35,6 +35,15 @@ def test_tiny_gin_binds_tiny_sizes(gin_env):
   assert b["id_options"].mixing is id_phase.Mixing.SOFTMAX and not b["leaky_user_ids"]
 
 
+def test_cpu_gin_binds_the_decoder_only_stream_recommender(gin_env):
+  from llmrec_jax import stream_training
+  b = _bound(gin_env, ["idgenrec_beauty_cpu.gin"], ["MODEL_DIR = '/tmp/x'"])
+  assert b["rec_form"] == "decoder_only" and b["rec_size"] == "t5_tiny"
+  assert b["data_dir"] == "../shared/data/amazon2014_beauty" and b["initial_ids"] == "reference"
+  assert isinstance(b["stream"], stream_training.StreamSchedule)
+  assert b["stream"].trie_softmax and b["stream"].test_users is None
+
+
 def test_gin_partitioner_spans_all_devices_and_takes_num_partitions(gin_env):
   b = _bound(gin_env, ["idgenrec_tiny.gin"], ["MODEL_DIR = '/tmp/x'",
                                                "partitioning.PjitPartitioner.num_partitions = 2"])

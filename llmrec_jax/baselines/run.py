@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -59,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="sasrec CE: logits at non-padding positions only, count rounded to B*T/this; 0 = off")
   p.add_argument("--report_exclude_seen", action="store_true",
                  help="sasrec: also report metrics with known items excluded (diagnostic, S3-Rec protocol)")
+  p.add_argument("--model_dir", default=None,
+                 help="sasrec: write the validation curve to MODEL_DIR/metrics.jsonl (epoch as step, "
+                      "wall-clock minutes, valid/hit@10, ...), for `python -m llmrec_jax.report`")
   p.add_argument("--compile_cache_dir", default=None,
                  help="XLA persistent compilation cache (a rerun then skips the ~10 train-step compiles)")
   return p.parse_args(argv)
@@ -68,6 +72,18 @@ def load(data_dir: str, seed: int):
   if data_dir == SYNTHETIC:
     return synthetic.make_synthetic(seed=seed)
   return sources.load_dataset(data_dir)
+
+
+def write_curve(model_dir: str, history: list[dict]) -> str:
+  """metrics.jsonl of a SASRec run, in the names the other trainers use (`report` reads it)."""
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, "metrics.jsonl")
+  with open(path, "w", encoding="utf-8") as f:
+    for h in history:
+      record = {"step": int(h["epoch"]), "minutes": h["seconds"] / 60, "loss": h["loss"]}
+      record.update({f"valid/{k[len('valid_'):]}": v for k, v in h.items() if k.startswith("valid_")})
+      f.write(json.dumps(record) + "\n")
+  return path
 
 
 def main(argv=None) -> dict:
@@ -95,6 +111,8 @@ def main(argv=None) -> dict:
         gather_granule_div=args.gather_granule_div, report_exclude_seen=args.report_exclude_seen)
     out = sasrec_train.train_and_evaluate(data, model_config, train_config)
     result.update(loss=args.loss, config={**vars(args)}, **out)
+    if args.model_dir:
+      write_curve(args.model_dir, out["history"])
   result["wall_seconds"] = round(time.monotonic() - t0, 1)
   if args.json:
     print(json.dumps(result))
