@@ -122,17 +122,9 @@ class StreamTrainer:
                schedule: StreamSchedule, *, vocab_size: int, model_dir: Optional[str] = None,
                log_fn: Optional[Callable[[dict], None]] = None):
     self.model, self.schedule = model, schedule
-    self.sequences, self.item_tokens = list(sequences), [list(t) for t in item_tokens]
+    self.sequences, self.vocab_size = list(sequences), vocab_size
     self.eos_id = model.eos_id
-    self.trie = evaluation.build_item_trie(self.item_tokens, eos_id=self.eos_id,
-                                           vocab_size=vocab_size)
-    self.streams = item_streams.train_streams(self.sequences, self.item_tokens,
-                                              max_items=schedule.max_items, eos_id=self.eos_id)
-    self.choices = self.node_streams = None
-    if model.trie_softmax:
-      nodes, branching = self.trie.choice_nodes()
-      self.choices = item_streams.TrieChoices(nodes, branching, self.trie.token_ids, self.eos_id)
-      self.node_streams = self.choices.streams(self.sequences, schedule.max_items)
+    self.set_item_tokens(item_tokens)
     self.steps_per_epoch = sum(1 for _ in self._batches(0))
     total = schedule.epochs * self.steps_per_epoch
     warmup = min(schedule.warmup_steps, total)
@@ -144,8 +136,8 @@ class StreamTrainer:
     self.trainer = trainer_lib.Trainer(model.loss_fn, tx, dropout_seed=schedule.seed)
     self.state = TrainState.create(params, tx)
     self.best_params, self.best, self.epoch, self.curve = params, None, 0, []
-    self.topk_fn = decoder_model.make_topk_fn(model, num_beams=schedule.num_beams,
-                                              max_decode_len=self.trie.max_len)
+    self.best_item_tokens = self.item_tokens
+    self.extra: dict[str, Any] = {}  # the owner's JSON state, checkpointed with the recommender
     self.model_dir, self.log_fn = model_dir, log_fn or (lambda record: None)
     self._ckpt = None
     if model_dir:
@@ -154,6 +146,22 @@ class StreamTrainer:
     self._train_seconds = 0.0  # in train steps
     self._wall_seconds = 0.0  # of earlier sessions of this run (restored)
     self._wall_start = time.time()
+
+  def set_item_tokens(self, item_tokens: Sequence[Sequence[int]]) -> None:
+    """(Re)builds the trie, the training streams and the search for these item IDs (tokens)."""
+    s = self.schedule
+    self.item_tokens = [list(t) for t in item_tokens]
+    self.trie = evaluation.build_item_trie(self.item_tokens, eos_id=self.eos_id,
+                                           vocab_size=self.vocab_size)
+    self.streams = item_streams.train_streams(self.sequences, self.item_tokens,
+                                              max_items=s.max_items, eos_id=self.eos_id)
+    self.choices = self.node_streams = None
+    if self.model.trie_softmax:
+      nodes, branching = self.trie.choice_nodes()
+      self.choices = item_streams.TrieChoices(nodes, branching, self.trie.token_ids, self.eos_id)
+      self.node_streams = self.choices.streams(self.sequences, s.max_items)
+    self.topk_fn = decoder_model.make_topk_fn(self.model, num_beams=s.num_beams,
+                                              max_decode_len=self.trie.max_len)
 
   def _batches(self, epoch: int):
     s = self.schedule
@@ -165,25 +173,36 @@ class StreamTrainer:
     return (self.trie.arrays,) if self.model.trie_softmax else ()
 
   # -------------------------------------------------------------------- evaluation
-  def evaluate(self, split: str, users: np.ndarray, params: Any = None) -> dict[str, float]:
-    """HR/NDCG@5,10 of `users` on 'valid' or 'test' (full ranking over every item)."""
+  def evaluate(self, split: str, users: np.ndarray, params: Any = None,
+               item_tokens: Optional[Sequence[Sequence[int]]] = None) -> dict[str, float]:
+    """HR/NDCG@5,10 of `users` on 'valid' or 'test' (full ranking over every item), with the
+    current parameters and IDs, or the given ones (default params: the best validated)."""
     hist, targets = item_streams.held_out_histories([self.sequences[u] for u in users], split,
                                                     self.schedule.max_items)
-    topk = decode_topk(self.topk_fn, self.best_params if params is None else params,
-                       self.trie.arrays, hist, self.item_tokens, eos_id=self.eos_id,
+    trie, topk_fn, tokens = self.trie, self.topk_fn, self.item_tokens
+    if item_tokens is not None and [list(t) for t in item_tokens] != self.item_tokens:
+      tokens = [list(t) for t in item_tokens]
+      trie = evaluation.build_item_trie(tokens, eos_id=self.eos_id, vocab_size=self.vocab_size)
+      topk_fn = decoder_model.make_topk_fn(self.model, num_beams=self.schedule.num_beams,
+                                           max_decode_len=trie.max_len)
+    topk = decode_topk(topk_fn, self.best_params if params is None else params,
+                       trie.arrays, hist, tokens, eos_id=self.eos_id,
                        batch_size=self.schedule.eval_batch_size, desc=split)
     metrics = ranking.ranking_metrics(ranking.ranks_from_topk(topk, targets), (5, 10))
     return dict(metrics, users=len(users))
 
   # -------------------------------------------------------------------- checkpoints
-  def _save(self) -> None:
+  def save(self) -> None:
     if not self._ckpt:
       return
     meta = {"epoch": self.epoch, "best": self.best, "curve": self.curve,
-            "train_seconds": self._train_seconds, "wall_seconds": self._wall()}
-    step = int(self.state.step)
+            "train_seconds": self._train_seconds, "wall_seconds": self._wall(),
+            "item_tokens": self.item_tokens, "extra": self.extra}
+    # Checkpoint number: all optimizer updates so far, the owner's too (an ID phase's).
+    step = int(self.state.step) + int(self.extra.get("other_steps", 0))
     self._ckpt["recommender"].save(step, orbax_t5x.to_t5x_tree(self.state), meta)
-    self._ckpt["best"].save(step, {"params": self.best_params}, {"best": self.best})
+    self._ckpt["best"].save(step, {"params": self.best_params},
+                            {"best": self.best, "item_tokens": self.best_item_tokens})
 
   def maybe_restore(self) -> bool:
     """Restores the latest checkpoint of `model_dir`, if any. Returns whether it did."""
@@ -191,9 +210,12 @@ class StreamTrainer:
       return False
     tree, meta = self._ckpt["recommender"].restore(orbax_t5x.to_t5x_tree(self.state))
     self.state = orbax_t5x.from_t5x_tree(tree)
-    best, _ = self._ckpt["best"].restore({"params": self.best_params})
-    self.best_params = best["params"]
+    best, best_meta = self._ckpt["best"].restore({"params": self.best_params})
+    self.best_params, self.best_item_tokens = best["params"], best_meta["item_tokens"]
     self.epoch, self.best, self.curve = meta["epoch"], meta["best"], list(meta["curve"])
+    self.extra = dict(meta["extra"])
+    if meta["item_tokens"] != self.item_tokens:
+      self.set_item_tokens(meta["item_tokens"])
     self._train_seconds, self._wall_seconds = meta["train_seconds"], meta["wall_seconds"]
     self._wall_start = time.time()
     log.info("restored epoch %d (step %d)", self.epoch, int(self.state.step))
@@ -227,21 +249,34 @@ class StreamTrainer:
       self.best = record
       # A host copy: the next train step donates (reuses) the state's buffers.
       self.best_params = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), self.state.params)
+      self.best_item_tokens = self.item_tokens
     self.curve.append(record)
     self.log_fn(record)
     return record
 
-  def run(self, stop_after_epoch: Optional[int] = None) -> Optional[dict[str, Any]]:
-    """Trains the remaining epochs, then tests the parameters best on validation.
-    `stop_after_epoch` stops (returning None) once that epoch is done, as a kill would."""
+  def train_until(self, epoch: int, stop_after_epoch: Optional[int] = None) -> bool:
+    """Trains up to `epoch` (validating and checkpointing on the schedule's cadence and at
+    `epoch`). Returns False when `stop_after_epoch` stopped it first, as a kill would."""
     s = self.schedule
-    while self.epoch < s.epochs:
+    while self.epoch < epoch:
       if stop_after_epoch is not None and self.epoch >= stop_after_epoch:
-        return None
+        return False
       train_metrics = self.train_epoch()
-      if self.epoch % s.eval_every_epochs == 0 or self.epoch == s.epochs:
+      if self.epoch % s.eval_every_epochs == 0 or self.epoch in (epoch, s.epochs):
         self.validate(train_metrics)
-        self._save()
-    test = self.evaluate("test", sample_users(len(self.sequences), s.test_users, s.seed + 1))
+        self.save()
+    return True
+
+  def test(self) -> dict[str, Any]:
+    """Tests the parameters (and IDs) best on validation; the run's summary."""
+    s = self.schedule
+    test = self.evaluate("test", sample_users(len(self.sequences), s.test_users, s.seed + 1),
+                         item_tokens=self.best_item_tokens)
     return {"best": self.best, "test": test, "curve": self.curve,
             "steps_per_epoch": self.steps_per_epoch}
+
+  def run(self, stop_after_epoch: Optional[int] = None) -> Optional[dict[str, Any]]:
+    """Trains the remaining epochs, then tests (None when `stop_after_epoch` stopped it)."""
+    if not self.train_until(self.schedule.epochs, stop_after_epoch):
+      return None
+    return self.test()

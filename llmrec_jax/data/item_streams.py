@@ -104,11 +104,18 @@ def epoch_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, seed:
     batches.extend((int(length), users[i:i + rows], rows) for i in range(0, users.size, rows))
   for b in rng.permutation(len(batches)):
     length, users, rows = batches[b]
-    batch = _train_batch([streams[u][-length:] for u in users], rows, length)
-    if choices is not None:
-      batch.update(_branch_keys(choices, [node_streams[u][-length:] for u in users],
-                                batch["decoder_target_tokens"]))
-    yield batch
+    yield make_batch([streams[u][-length:] for u in users], length, rows, choices,
+                     None if choices is None else [node_streams[u][-length:] for u in users])
+
+
+def make_batch(streams: Sequence[np.ndarray], length: int, num_rows: int,
+               choices: TrieChoices | None = None,
+               node_streams: Sequence[np.ndarray] | None = None) -> dict[str, np.ndarray]:
+  """One batch of these streams in this order ([num_rows, length], see `epoch_batches`)."""
+  batch = _train_batch(list(streams), num_rows, length)
+  if choices is not None:
+    batch.update(_branch_keys(choices, list(node_streams), batch["decoder_target_tokens"]))
+  return batch
 
 
 def _branch_keys(choices: TrieChoices, node_rows: list[np.ndarray], targets_BxL: np.ndarray
