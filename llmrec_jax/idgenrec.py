@@ -36,14 +36,17 @@ def load_data(data_dir: str, *, synthetic_users: int = 300, synthetic_items: int
   return sources.load_dataset(data_dir)
 
 
-def load_tokenizer(vocab_path: Optional[str], data: RecData, *, dataset_vocab_size: int = 2000):
+def load_tokenizer(vocab_path: Optional[str], data: RecData, *, dataset_vocab_size: int = 2000,
+                   fixed_ids: Sequence[id_tables.IdTable] = ()):
   """(SentencePiece processor, model vocab size, model file). Without a path, a vocabulary
-  trained on the dataset's own text (cached on disk); T5's file gives T5's 32,128 embedding rows."""
+  trained on the dataset's own text and on `fixed_ids` (ID tables it must spell, e.g. the
+  lowercase reference IDs; cached on disk); T5's file gives T5's 32,128 embedding rows."""
   if vocab_path:
     path = pathlib.Path(vocab_path)
   else:
     from llmrec_jax.data import vocab  # pylint: disable=g-import-not-at-top
-    path = vocab.trained_vocab_path(vocab.dataset_texts(data), vocab_size=dataset_vocab_size)
+    path = vocab.trained_vocab_path(vocab.dataset_texts(data, id_tables=fixed_ids),
+                                    vocab_size=dataset_vocab_size)
   tokenizer = text_tokens.load_sentencepiece(path)
   return tokenizer, assign.model_vocab_size(tokenizer, path), path
 
@@ -84,6 +87,14 @@ class GeneratorAssigner:
     self.options, self.leaky, self.progress = options, leaky_user_ids, progress
     self.schedule = uniqueness.EscalationSchedule(max_levels=max_levels)
     self.stats: dict[str, Any] = {}
+
+  def item_ids(self, gen_params: Any) -> list[str]:
+    """Unique item IDs only (a recommender that reads no user IDs needs no more)."""
+    gen = T5IdGenerator(self.config, gen_params, self.tokenizer, self.options, progress=self.progress)
+    key = assign.token_key_fn(self.tokenizer)
+    items = assign.assign_ids(gen, self.item_texts, self.schedule, uniqueness.IdNamespace(key))
+    self.stats = {"items": assign.id_stats(items.ids, items, None, key)}
+    return list(items.ids)
 
   def __call__(self, gen_params: Any, item_ids: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     gen = T5IdGenerator(self.config, gen_params, self.tokenizer, self.options, progress=self.progress)

@@ -15,8 +15,8 @@ import shutil
 from typing import Any, Optional
 
 from llmrec_jax import alternating, evaluation, id_phase, idgenrec, models, network, partitioning
-from llmrec_jax import stream_training
-from llmrec_jax.data import item_text, splits as splits_lib
+from llmrec_jax import stream_id_phase, stream_training
+from llmrec_jax.data import id_tables, item_text, splits as splits_lib
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,14 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
           partitioner: Optional[partitioning.PjitPartitioner] = None,
           rec_form: str = "encoder_decoder",
           stream: stream_training.StreamSchedule = stream_training.StreamSchedule(),
+          stream_ids: stream_id_phase.StreamIdSchedule = stream_id_phase.StreamIdSchedule(),
           on_start=None) -> dict[str, Any]:
   """Runs (or resumes, from MODEL_DIR) IDGenRec and returns the results summary.
 
   `rec_form`: 'encoder_decoder' (the paper's T5 recommender, one prompt per target, alternating
   with the ID phase per `schedule`) or 'decoder_only' (a causal T5 stack trained on whole
-  streams of the users' item IDs, `stream` sets its budget; the IDs stay those of round 0).
+  streams of the users' item IDs: `stream` sets its budget, `stream_ids` its alternation with
+  ID phases, which needs the learned IDs, `initial_ids='bootstrap'`).
 
   `partitioner` shards both train steps over its ('data', 'model') mesh (the gin files bind
   `partitioning.PjitPartitioner.num_partitions`, as T5X); None trains on the default device.
@@ -62,8 +64,13 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
   texts = [item_text.render_item_text(m, fields=item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS)
            for m in data.item_meta]
+  # A dataset vocabulary also learns the released reference IDs when it must spell them
+  # (they are lowercase; item titles are not).
+  fixed = ([id_tables.load_reference_ids(data_dir)]
+           if initial_ids == "reference" and not vocab_path else [])
   tokenizer, vocab_size, spm_path = idgenrec.load_tokenizer(vocab_path, data,
-                                                             dataset_vocab_size=dataset_vocab_size)
+                                                             dataset_vocab_size=dataset_vocab_size,
+                                                             fixed_ids=fixed)
   # What `eval` / `infer` need to rebuild the same data, tokenizer and recommender.
   shutil.copyfile(spm_path, os.path.join(model_dir, RUN_VOCAB))
   with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
@@ -73,6 +80,9 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
                "synthetic_items": synthetic_items, "seed": schedule.seed}, f, indent=1)
   if rec_form not in ("encoder_decoder", "decoder_only"):
     raise ValueError(f"rec_form={rec_form!r}: use 'encoder_decoder' or 'decoder_only'")
+  if rec_form == "decoder_only" and stream_ids.rounds > 1 and initial_ids != "bootstrap":
+    raise ValueError(f"stream_ids.rounds={stream_ids.rounds} alternates with ID phases, which "
+                     f"need the generator's IDs: set initial_ids='bootstrap' (got {initial_ids!r})")
   boot = {}
   if gen_checkpoint or not idgenrec.needs_bootstrap(initial_ids, schedule):
     gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
@@ -88,8 +98,13 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
       gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
       options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len),
   ) if idgenrec.needs_generator(initial_ids, schedule) else None  # fixed IDs: no generator at all
-  item_ids, user_ids = idgenrec.initial_ids(initial_ids, data, data_dir, assigner=assigner, gen_params=gen_params,
-                                            encode=tokenizer.encode, seed=schedule.seed)
+  if rec_form == "decoder_only" and initial_ids == "bootstrap":
+    # The stream recommender reads item IDs only: no user IDs to generate.
+    item_ids, user_ids = assigner.item_ids(gen_params), idgenrec.fixed_user_ids(data)
+  else:
+    item_ids, user_ids = idgenrec.initial_ids(initial_ids, data, data_dir, assigner=assigner,
+                                              gen_params=gen_params, encode=tokenizer.encode,
+                                              seed=schedule.seed)
   writer = metric_writers.create_metric_writer(model_dir, log_to_stdout=False)
 
   def log_fn(record):
@@ -97,9 +112,14 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
     writer.write_scalars(record["step"], scalars)
     writer.flush()
   if rec_form == "decoder_only":
+    generator = None
+    if stream_ids.rounds > 1:
+      from llmrec_jax.indexing import text_tokens  # pylint: disable=g-import-not-at-top
+      generator = (gen_model, gen_params, assigner.item_ids,
+                   text_tokens.encode_texts(texts, tokenizer, text_len))
     summary = _train_stream(item_ids, data, tokenizer, vocab_size, rec_size=rec_size,
                             dropout_rate=dropout_rate, schedule=stream, model_dir=model_dir,
-                            log_fn=log_fn)
+                            log_fn=log_fn, stream_ids=stream_ids, generator=generator)
     summary.update(dataset=data.name, bootstrap=boot,
                    id_stats=assigner.stats if assigner else {})
     return _finish(model_dir, summary, writer)
@@ -132,8 +152,10 @@ def _finish(model_dir: str, summary: dict[str, Any], writer) -> dict[str, Any]:
 
 def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
                   dropout_rate: float, schedule: stream_training.StreamSchedule, model_dir: str,
-                  log_fn) -> dict[str, Any]:
-  """The decoder-only form: whole-stream training on the round-0 item IDs, then the test."""
+                  log_fn, stream_ids: stream_id_phase.StreamIdSchedule,
+                  generator=None) -> dict[str, Any]:
+  """The decoder-only form: whole-stream training (alternating with ID phases when
+  `generator` = (model, params, assign, item_text_NxL) is given), then the test."""
   from llmrec_jax import decoder_model, model_sizes  # pylint: disable=g-import-not-at-top
   from llmrec_jax.network import decoder_only  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -146,8 +168,15 @@ def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
   trainer = stream_training.StreamTrainer(model, params, data.sequences, item_tokens, schedule,
                                           vocab_size=vocab_size, model_dir=model_dir,
                                           log_fn=log_fn)
-  trainer.maybe_restore()
-  summary = trainer.run()
+  if generator is None:
+    trainer.maybe_restore()
+    summary = trainer.run()
+  else:
+    gen_model, gen_params, assign_items, text_NxL = generator
+    alternation = stream_id_phase.StreamAlternation(trainer, gen_model, gen_params, assign_items,
+                                                    tokenizer.encode, text_NxL, stream_ids)
+    alternation.maybe_restore()
+    summary = alternation.run()
   best = summary["best"] or {}
   # The shape `main` prints and `experiments.table` reads: test metrics of the selected model.
   summary["best"] = {"round": best.get("epoch"), "valid": {k[len("valid/"):]: v for k, v in
