@@ -122,19 +122,29 @@ def _steps(num_examples: int, epochs: float, batch_size: int) -> int:
   return max(1, math.ceil(num_examples * epochs / batch_size))
 
 
-def phase_order(ctx: Context, rnd: int, phase: str) -> tuple[np.ndarray, np.ndarray]:
-  """(example index, template index) per training row, shuffled per (seed, round, phase)."""
+def phase_order(ctx: Context, rnd: int, phase: str, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(example index, template index) per training row of one epoch of a phase, shuffled per
+  (seed, round, phase) and drawn anew for every later epoch (seed, round, phase, epoch)."""
   split = ctx.splits["train"]
   e, s = split.num_examples, ctx.schedule.sample_num
   tids = prompts.sample_template_ids(e, len(ctx.templates.train), s, ctx.schedule.seed + 1000 * rnd)
   ex = np.repeat(np.arange(e), s)
-  perm = np.random.default_rng([ctx.schedule.seed, rnd, phase == "id"]).permutation(e * s)
+  key = [ctx.schedule.seed, rnd, phase == "id"] + ([epoch] if epoch else [])
+  perm = np.random.default_rng(key).permutation(e * s)
   return ex[perm], tids.reshape(-1)[perm]
 
 
-def _rows(order, start, batch_size):
-  idx = (start + np.arange(batch_size)) % len(order[0])  # wraps around, as the official sampler
-  return order[0][idx], order[1][idx]
+def _rows(order_of_epoch, start, batch_size):
+  """Rows [start, start + batch_size) of the phase's row stream: epoch after epoch, each in its
+  own order (a batch may span two epochs, as the official sampler's does)."""
+  n = len(order_of_epoch(0)[0])
+  pos = start + np.arange(batch_size)
+  ex, tids = np.empty(batch_size, np.int64), np.empty(batch_size, np.int64)
+  for epoch in np.unique(pos // n):
+    here = pos // n == epoch
+    order = order_of_epoch(int(epoch))
+    ex[here], tids[here] = order[0][pos[here] % n], order[1][pos[here] % n]
+  return ex, tids
 
 
 def _batcher(ctx: Context, *, for_id_phase: bool = False) -> prompt_batches.PromptBatcher:
@@ -256,7 +266,7 @@ class IdGenRecLoop:
   # ------------------------------------------------------------------ phases
   def _run_steps(self, rnd: int, phase: str, total: int, step_fn, batch_size: int, batcher, id_batch: bool,
                  max_optimizer_steps: Optional[int] = None):
-    order = phase_order(self.ctx, rnd, phase)
+    order = functools.lru_cache(maxsize=2)(functools.partial(phase_order, self.ctx, rnd, phase))
     every = self.ctx.schedule.checkpoint_every_steps
     metrics = {}
     with tqdm.tqdm(total=total, initial=self.step_in_phase, desc=f"round {rnd} {phase} phase",

@@ -1,5 +1,6 @@
 """The IDGenRec loop on a tiny synthetic catalogue: phases run, IDs are regenerated, and a run
 stopped after a checkpoint and resumed ends exactly as an uninterrupted run."""
+import functools
 import re
 
 import jax
@@ -197,3 +198,22 @@ def test_test_sample(parts, monkeypatch):
   np.testing.assert_array_equal(first, second)
   assert not np.array_equal(first, np.arange(k))  # a random sample, not the first k users
   assert len(valid_rows) == ctx.splits["valid"].num_examples  # valid_examples None: every user
+
+
+def test_every_epoch_of_a_phase_has_its_own_order_from_the_seed(parts):
+  ctx = _context(parts)
+  n = ctx.splits["train"].num_examples  # sample_num 1
+  order = functools.partial(alternating.phase_order, ctx, 0, "rec")
+  ex, tids = alternating._rows(order, 0, 3 * n)  # pylint: disable=protected-access
+  epochs = [(ex[e * n:(e + 1) * n], tids[e * n:(e + 1) * n]) for e in range(3)]
+  for e_ex, _ in epochs:  # each epoch: every example once
+    np.testing.assert_array_equal(np.sort(e_ex), np.arange(n))
+  assert not np.array_equal(epochs[0][0], epochs[1][0])
+  assert not np.array_equal(epochs[1][0], epochs[2][0])
+  # Epoch 0 keeps the order of (seed, round, phase); all of it is reproduced by the seed.
+  np.testing.assert_array_equal(epochs[0][0], alternating.phase_order(ctx, 0, "rec")[0])
+  again, _ = alternating._rows(order, n - 2, 4)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(again, ex[n - 2:n + 2])
+  other = _context(parts, seed=7)
+  ex7, _ = alternating._rows(functools.partial(alternating.phase_order, other, 0, "rec"), n, n)  # pylint: disable=protected-access
+  assert not np.array_equal(ex7, epochs[1][0])
