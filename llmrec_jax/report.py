@@ -4,8 +4,9 @@ One run: a PNG (default `RUN_DIR/metrics.png`) with one panel per metric against
 When records carry a `round` field (alternating training), dashed vertical lines mark the steps
 where a new round starts.
 Several runs: learning curves on shared axes (default `curves.png` in the current directory):
-each `--metrics` name (default validation HR@10 and NDCG@10) against wall-clock `minutes` and
-against the step, one line per run, labelled by its folder name. Needs only matplotlib (Agg, no
+each `--metrics` name (default validation HR@10 and NDCG@10) against each `--x` key (default
+wall-clock `minutes` and `epoch`; `step` is the optimizer step), one line per run, labelled by
+its folder name. Needs only matplotlib (Agg, no
 display), not TensorFlow.
 """
 from __future__ import annotations
@@ -147,6 +148,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
                                     "curves.png for several)")
   parser.add_argument("--metrics", default="valid/hit@10,valid/ndcg@10",
                       help="comma-separated metric names for the multi-run curves")
+  parser.add_argument("--x", default="minutes,epoch",
+                      help="comma-separated x keys for the multi-run curves (minutes, epoch, step)")
   args = parser.parse_args(argv)
   paths = [_metrics_path(parser, p) for p in args.model_dirs]
   run_name = lambda p: os.path.basename(os.path.dirname(os.path.abspath(p)))  # noqa: E731
@@ -155,7 +158,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     plot_metrics(load_metrics(paths[0]), out, title=run_name(paths[0]))
   else:
     out = args.out or "curves.png"
-    plot_curves({run_name(p): load_metrics(p) for p in paths}, args.metrics.split(","), out)
+    plot_curves({run_name(p): load_metrics(p) for p in paths}, args.metrics.split(","), out,
+                xs=args.x.split(","))
   print(out)
   return out
 

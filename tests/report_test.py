@@ -69,7 +69,8 @@ def test_bad_lines_name_file_and_line(tmp_path):
 
 def _curve_run(folder, slope):
   folder.mkdir(parents=True, exist_ok=True)
-  lines = [{"step": 100 * e, "minutes": 2.0 * e, "valid/hit@10": slope * e, "valid/ndcg@10": slope * e / 2}
+  lines = [{"step": 100 * e, "epoch": e, "minutes": 2.0 * e, "valid/hit@10": slope * e,
+            "valid/ndcg@10": slope * e / 2}
            for e in range(1, 6)]
   (folder / "metrics.jsonl").write_text("\n".join(json.dumps(l) for l in lines) + "\n")
 

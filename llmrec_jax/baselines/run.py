@@ -75,12 +75,14 @@ def load(data_dir: str, seed: int):
 
 
 def write_curve(model_dir: str, history: list[dict]) -> str:
-  """metrics.jsonl of a SASRec run, in the names the other trainers use (`report` reads it)."""
+  """metrics.jsonl of a SASRec run, in the names the other trainers use (`report` reads it);
+  `step` is the epoch here (SASRec's history does not keep optimizer steps)."""
   os.makedirs(model_dir, exist_ok=True)
   path = os.path.join(model_dir, "metrics.jsonl")
   with open(path, "w", encoding="utf-8") as f:
     for h in history:
-      record = {"step": int(h["epoch"]), "minutes": h["seconds"] / 60, "loss": h["loss"]}
+      record = {"step": int(h["epoch"]), "epoch": int(h["epoch"]), "minutes": h["seconds"] / 60,
+                "loss": h["loss"]}
       record.update({f"valid/{k[len('valid_'):]}": v for k, v in h.items() if k.startswith("valid_")})
       f.write(json.dumps(record) + "\n")
   return path
