@@ -37,9 +37,10 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
 
 def _setup(data_dir: str):
   from llmrec_jax import idgenrec
-  from llmrec_jax.data import splits
+  from llmrec_jax.data import id_tables, splits
   data = idgenrec.load_data(data_dir)
-  tokenizer, vocab_size, _ = idgenrec.load_tokenizer(None, data, dataset_vocab_size=8000)
+  tokenizer, vocab_size, _ = idgenrec.load_tokenizer(
+      None, data, dataset_vocab_size=8000, fixed_ids=[id_tables.load_reference_ids(data_dir)])
   item_ids = idgenrec.fixed_item_ids("reference", data, data_dir, encode=tokenizer.encode)
   return data, splits.leave_one_out(data, max_his=20), tokenizer, vocab_size, item_ids
 
@@ -48,7 +49,8 @@ def encdec_batches(data, split, tokenizer, item_ids, num: int, batch_size: int =
   from llmrec_jax import idgenrec, prompt_batches
   templates = idgenrec.load_templates("llmrec_default").train
   batcher = prompt_batches.PromptBatcher(tokenizer.encode, None, item_ids, templates,
-                                         num_history=20, input_len=256, id_len=24, target_len=24)
+                                         num_history=20, input_len=256, id_len=24, target_len=24,
+                                         length_bucket=32)
   train = split["train"]
   rng = np.random.default_rng(0)
   users = idgenrec.fixed_user_ids(data)
