@@ -62,8 +62,7 @@ class IdStreamBatcher:
     holding token t of the row's k-th item, -1 elsewhere)."""
     histories = [np.asarray(h)[-self.h:] for h in histories]
     streams = [item_streams.user_stream(h, self.item_tokens, self.eos_id) for h in histories]
-    nodes = [np.concatenate([self.choices.item_nodes[int(i)] for i in h]).astype(np.int32)
-             for h in histories]
+    nodes = [self.choices.stream_nodes(h) for h in histories]
     length = item_streams.padded_length(max(s.size for s in streams), 16)
     rows = len(histories)
     out = item_streams.make_batch(streams, length, rows, self.choices, nodes)
@@ -182,7 +181,8 @@ class StreamAlternation:
       batch = batcher.batch([rec.sequences[u][:-2] for u in users])
       self.gen_state, m = self.id_trainer.train(self.gen_state, batch, rec.state.params,
                                                 rec.trie.arrays)
-      losses.append(float(m["loss"]))
+      losses.append(m["loss"])
+    losses = [float(x) for x in jax.device_get(losses)]  # one host sync per phase
     return {"id_loss_first": losses[0] if losses else float("nan"),
             "id_loss_last": float(np.mean(losses[-10:])) if losses else float("nan")}
 

@@ -96,7 +96,6 @@ def decode_topk(topk_fn: Callable[..., Any], params: Any, trie_arrays: Any,
   """Top-K items [U, K] of each history (users ordered by prompt length inside, so each batch
   is cut to its own longest prompt; the result is in the input order)."""
   order = np.argsort(item_streams.prompt_lengths(histories, item_tokens), kind="stable")
-  tops = np.zeros((len(histories), 0), np.int32)
   out = []
   for start in tqdm.trange(0, len(order), batch_size, desc=desc, leave=False):
     rows = order[start:start + batch_size]
@@ -109,8 +108,8 @@ def decode_topk(topk_fn: Callable[..., Any], params: Any, trie_arrays: Any,
       valid[len(rows):, -1] = True
     items, _ = topk_fn(params, prompt, valid, trie_arrays)
     out.append(np.asarray(items)[:len(rows)])
+  tops = np.zeros((len(histories), out[0].shape[1] if out else 0), np.int32)
   if out:
-    tops = np.zeros((len(histories), out[0].shape[1]), np.int32)
     tops[order] = np.concatenate(out)
   return tops
 
@@ -162,7 +161,8 @@ class StreamTrainer:
       self.node_streams = self.choices.streams(self.sequences, s.max_items)
     self.topk_fn = decoder_model.make_topk_fn(self.model, num_beams=s.num_beams,
                                               max_decode_len=self.trie.max_len)
-    self.steps_per_epoch = sum(1 for _ in self._batches(0))  # new IDs: other stream lengths
+    self.steps_per_epoch = item_streams.num_batches(  # new IDs: other stream lengths
+        self.streams, tokens_per_batch=s.tokens_per_batch, multiple=s.bucket_multiple)
 
   def _batches(self, epoch: int):
     s = self.schedule
@@ -229,16 +229,18 @@ class StreamTrainer:
   # -------------------------------------------------------------------- training
   def train_epoch(self) -> dict[str, float]:
     """One pass over every stream; returns the epoch's mean loss and per-item NLL."""
-    sums = np.zeros(4)
+    metrics = []
     start = time.time()
     for batch in tqdm.tqdm(self._batches(self.epoch), total=self.steps_per_epoch,
                            desc=f"epoch {self.epoch}", leave=False):
       self.state, m = self.trainer.train(self.state, batch, *self._aux())
-      sums += [float(m["loss"]), float(m["item_nll"]) * float(m["num_items"]),
-               float(m["num_items"]), 1.0]
+      metrics.append({k: m[k] for k in ("loss", "item_nll", "num_items")})
+    metrics = jax.device_get(metrics)  # one host sync per epoch: steps stay asynchronous
     self._train_seconds += time.time() - start
     self.epoch += 1
-    return {"loss": sums[0] / max(sums[3], 1.0), "item_nll": sums[1] / max(sums[2], 1.0)}
+    items = sum(float(m["num_items"]) for m in metrics)
+    return {"loss": float(np.mean([m["loss"] for m in metrics])),
+            "item_nll": sum(float(m["item_nll"] * m["num_items"]) for m in metrics) / max(items, 1.0)}
 
   def validate(self, train_metrics: dict[str, float]) -> dict[str, Any]:
     s = self.schedule

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from llmrec_jax import alternating, evaluation, id_phase, idgenrec, models, network, partitioning
 from llmrec_jax import stream_id_phase, stream_training
 from llmrec_jax.data import id_tables, item_text, splits as splits_lib
+from llmrec_jax.indexing import text_tokens
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   `partitioning.PjitPartitioner.num_partitions`, as T5X); None trains on the default device.
   `on_start(model_dir)` runs once the arguments are bound (the CLI writes config.gin there)."""
   from llmrec_jax import metric_writers  # pylint: disable=g-import-not-at-top
+  _check_rec_form(rec_form, stream_ids, initial_ids)
   os.makedirs(model_dir, exist_ok=True)
   if on_start is not None:
     on_start(model_dir)
@@ -64,36 +66,22 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
   texts = [item_text.render_item_text(m, fields=item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS)
            for m in data.item_meta]
-  # A dataset vocabulary also learns the released reference IDs when it must spell them
-  # (they are lowercase; item titles are not).
-  fixed = ([id_tables.load_reference_ids(data_dir)]
-           if initial_ids == "reference" and not vocab_path else [])
-  tokenizer, vocab_size, spm_path = idgenrec.load_tokenizer(vocab_path, data,
-                                                             dataset_vocab_size=dataset_vocab_size,
-                                                             fixed_ids=fixed)
+  tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
+                                     reference_ids=initial_ids == "reference")
   # What `eval` / `infer` need to rebuild the same data, tokenizer and recommender.
-  shutil.copyfile(spm_path, os.path.join(model_dir, RUN_VOCAB))
   with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
     json.dump({"data_dir": data_dir, "rec_size": rec_size, "vocab_size": vocab_size,
                "template_set": template_set, "input_len": input_len, "id_len": id_len,
                "max_his": schedule.max_his, "synthetic_users": synthetic_users,
                "synthetic_items": synthetic_items, "seed": schedule.seed}, f, indent=1)
-  if rec_form not in ("encoder_decoder", "decoder_only"):
-    raise ValueError(f"rec_form={rec_form!r}: use 'encoder_decoder' or 'decoder_only'")
-  if rec_form == "decoder_only" and stream_ids.rounds > 1 and initial_ids != "bootstrap":
-    raise ValueError(f"stream_ids.rounds={stream_ids.rounds} alternates with ID phases, which "
-                     f"need the generator's IDs: set initial_ids='bootstrap' (got {initial_ids!r})")
-  boot = {}
   if gen_checkpoint or not idgenrec.needs_bootstrap(initial_ids, schedule):
     gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
                                                 seed=schedule.seed + 1, checkpoint=gen_checkpoint)
-    gen_config = gen_model.module.config
+    gen_config, boot = gen_model.module.config, {}
   else:
-    gen_config, gen_params, boot = idgenrec.bootstrap_generator(
-        data, texts, tokenizer, vocab_size, size=gen_size, steps=bootstrap_steps, seed=schedule.seed,
-        data_dir=data_dir, max_input_tokens=text_len)
-    gen_model = models.EncoderDecoderModel(network.Transformer(
-        dataclasses.replace(gen_config, dropout_rate=dropout_rate)))
+    gen_model, gen_config, gen_params, boot = _bootstrapped_generator(
+        data, texts, tokenizer, vocab_size, gen_size=gen_size, steps=bootstrap_steps,
+        seed=schedule.seed, data_dir=data_dir, text_len=text_len, dropout_rate=dropout_rate)
   assigner = idgenrec.GeneratorAssigner(
       gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
       options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len),
@@ -112,17 +100,12 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
     writer.write_scalars(record["step"], scalars)
     writer.flush()
   if rec_form == "decoder_only":
-    generator = None
-    if stream_ids.rounds > 1:
-      from llmrec_jax.indexing import text_tokens  # pylint: disable=g-import-not-at-top
-      generator = (gen_model, gen_params, assigner.item_ids,
-                   text_tokens.encode_texts(texts, tokenizer, text_len))
+    generator = None if stream_ids.rounds == 1 else (
+        gen_model, gen_params, assigner.item_ids, text_tokens.encode_texts(texts, tokenizer, text_len))
     summary = _train_stream(item_ids, data, tokenizer, vocab_size, rec_size=rec_size,
                             dropout_rate=dropout_rate, schedule=stream, model_dir=model_dir,
                             log_fn=log_fn, stream_ids=stream_ids, generator=generator)
-    summary.update(dataset=data.name, bootstrap=boot,
-                   id_stats=assigner.stats if assigner else {})
-    return _finish(model_dir, summary, writer)
+    return _finish(model_dir, summary, writer, data.name, boot, assigner)
   rec_model, rec_params = idgenrec.init_model(rec_size, vocab_size, dropout_rate=dropout_rate,
                                               seed=schedule.seed, checkpoint=rec_checkpoint,
                                               loss_normalizing_factor=loss_normalizing_factor)
@@ -138,12 +121,46 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   loop = alternating.IdGenRecLoop(ctx)
   loop.maybe_restore()
   summary = loop.run(max_optimizer_steps=max_optimizer_steps)
-  summary.update(dataset=data.name, bootstrap=boot, id_stats=assigner.stats if assigner else {},
-                 train_examples=split["train"].num_examples)
-  return _finish(model_dir, summary, writer)
+  summary["train_examples"] = split["train"].num_examples
+  return _finish(model_dir, summary, writer, data.name, boot, assigner)
 
 
-def _finish(model_dir: str, summary: dict[str, Any], writer) -> dict[str, Any]:
+def _check_rec_form(rec_form: str, stream_ids: stream_id_phase.StreamIdSchedule,
+                    initial_ids: str) -> None:
+  if rec_form not in ("encoder_decoder", "decoder_only"):
+    raise ValueError(f"rec_form={rec_form!r}: use 'encoder_decoder' or 'decoder_only'")
+  if rec_form == "decoder_only" and stream_ids.rounds > 1 and initial_ids != "bootstrap":
+    raise ValueError(f"stream_ids.rounds={stream_ids.rounds} alternates with ID phases, which "
+                     f"need the generator's IDs: set initial_ids='bootstrap' (got {initial_ids!r})")
+
+
+def _bootstrapped_generator(data, texts, tokenizer, vocab_size: int, *, gen_size: str, steps: int,
+                            seed: int, data_dir: str, text_len: int, dropout_rate: float):
+  """(model, bootstrap config, params, stats) of a generator bootstrapped from random init; the
+  model trains with `dropout_rate`."""
+  config, params, boot = idgenrec.bootstrap_generator(
+      data, texts, tokenizer, vocab_size, size=gen_size, steps=steps, seed=seed,
+      data_dir=data_dir, max_input_tokens=text_len)
+  model = models.EncoderDecoderModel(network.Transformer(
+      dataclasses.replace(config, dropout_rate=dropout_rate)))
+  return model, config, params, boot
+
+
+def _tokenizer(model_dir: str, data, data_dir: str, vocab_path: Optional[str],
+               dataset_vocab_size: int, *, reference_ids: bool):
+  """(tokenizer, vocab size); the model file is copied to MODEL_DIR. A dataset vocabulary also
+  learns the released reference IDs when it must spell them (they are lowercase; titles not)."""
+  fixed = [id_tables.load_reference_ids(data_dir)] if reference_ids and not vocab_path else []
+  tokenizer, vocab_size, spm_path = idgenrec.load_tokenizer(
+      vocab_path, data, dataset_vocab_size=dataset_vocab_size, fixed_ids=fixed)
+  shutil.copyfile(spm_path, os.path.join(model_dir, RUN_VOCAB))
+  return tokenizer, vocab_size
+
+
+def _finish(model_dir: str, summary: dict[str, Any], writer, dataset: str, boot: dict,
+            assigner) -> dict[str, Any]:
+  """Adds the run's provenance to `summary`, writes results.json, closes the writer."""
+  summary.update(dataset=dataset, bootstrap=boot, id_stats=assigner.stats if assigner else {})
   with open(os.path.join(model_dir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)
   writer.close()

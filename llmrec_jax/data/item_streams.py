@@ -41,10 +41,13 @@ class TrieChoices:
   token_ids_U: np.ndarray
   eos_id: int = 1
 
+  def stream_nodes(self, items: Sequence[int]) -> np.ndarray:
+    """The node of every target of `user_stream(items, ...)`, aligned with it."""
+    return np.concatenate([self.item_nodes[int(i)] for i in items]).astype(np.int32)
+
   def streams(self, sequences: Sequence[np.ndarray], max_items: int) -> list[np.ndarray]:
-    """Per user, the node of every target of its training stream (aligned with `train_streams`)."""
-    return [np.concatenate([self.item_nodes[int(i)] for i in seq[:-2][-max_items:]]).astype(np.int32)
-            for seq in sequences]
+    """Per user, the nodes of its training stream (aligned with `train_streams`)."""
+    return [self.stream_nodes(seq[:-2][-max_items:]) for seq in sequences]
 
 
 def user_stream(items: Sequence[int], item_tokens: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
@@ -94,18 +97,30 @@ def epoch_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, seed:
   and `num_items` of `DecoderOnlyModel.trie_loss`.
   """
   rng = np.random.default_rng([seed, epoch])
-  lens = np.asarray([s.size if max_len is None else min(s.size, max_len) for s in streams])
-  padded = np.asarray([padded_length(int(n), multiple) for n in lens])
   batches = []
-  for length in np.unique(padded[lens > 0]):
-    users = np.flatnonzero((padded == length) & (lens > 0))
+  for length, users, rows in _buckets(streams, tokens_per_batch, multiple, max_len):
     users = users[rng.permutation(users.size)]
-    rows = max(1, tokens_per_batch // int(length))
-    batches.extend((int(length), users[i:i + rows], rows) for i in range(0, users.size, rows))
+    batches.extend((length, users[i:i + rows], rows) for i in range(0, users.size, rows))
   for b in rng.permutation(len(batches)):
     length, users, rows = batches[b]
     yield make_batch([streams[u][-length:] for u in users], length, rows, choices,
                      None if choices is None else [node_streams[u][-length:] for u in users])
+
+
+def _buckets(streams: Sequence[np.ndarray], tokens_per_batch: int, multiple: int,
+             max_len: int | None) -> list[tuple[int, np.ndarray, int]]:
+  """(padded length L, users of that length, rows per batch) for every non-empty bucket."""
+  lens = np.asarray([s.size if max_len is None else min(s.size, max_len) for s in streams])
+  padded = np.asarray([padded_length(int(n), multiple) for n in lens])
+  return [(int(length), np.flatnonzero((padded == length) & (lens > 0)),
+           max(1, tokens_per_batch // int(length))) for length in np.unique(padded[lens > 0])]
+
+
+def num_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, multiple: int = 16,
+                max_len: int | None = None) -> int:
+  """Batches in every epoch of `epoch_batches` with these settings (without building them)."""
+  return sum(-(-users.size // rows) for _, users, rows in
+             _buckets(streams, tokens_per_batch, multiple, max_len))
 
 
 def make_batch(streams: Sequence[np.ndarray], length: int, num_rows: int,

@@ -96,3 +96,10 @@ def test_prompt_batch_is_left_padded_without_the_last_eos():
   np.testing.assert_array_equal(tokens[1, -4:], [0, 9, 10, 11])
   np.testing.assert_array_equal(item_streams.prompt_lengths(
       [np.array([2, 0], np.int32), np.array([3], np.int32)], ITEM_TOKENS), [5, 4])
+
+
+def test_num_batches_counts_an_epoch_without_building_it():
+  streams = item_streams.train_streams(_sequences(), ITEM_TOKENS, max_items=20, eos_id=1)
+  for tokens in (32, 64, 256):
+    assert item_streams.num_batches(streams, tokens_per_batch=tokens, multiple=8) == len(
+        _epoch(streams, 0, 0, tokens))
