@@ -28,4 +28,4 @@ demo: install
 	$(BIN)/python -m llmrec_jax.demo
 
 test: install-test
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile tests

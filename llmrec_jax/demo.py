@@ -24,14 +24,14 @@ from llmrec_jax.data import splits, synthetic
 
 
 def run(model_dir: str, *, rounds: int = 2, rec_epochs: float = 2.0, id_epochs: float = 0.1,
-        users: int = 300, items: int = 200, seed: int = 2023) -> dict:
+        users: int = 300, items: int = 200, bootstrap_steps: int = 300, seed: int = 2023) -> dict:
   t0 = time.time()
   schedule = alternating.Schedule(rounds=rounds, rec_epochs=rec_epochs, id_epochs=id_epochs,
                                   rec_batch_size=32, id_batch_size=8, rec_lr=3e-3, sample_num=1,
                                   max_his=10, seed=seed)
   summary = train_lib.train(
       model_dir=model_dir, data_dir="synthetic", dataset_vocab_size=600, rec_size="t5_tiny",
-      gen_size="t5_tiny", bootstrap_steps=300, schedule=schedule,
+      gen_size="t5_tiny", bootstrap_steps=bootstrap_steps, schedule=schedule,
       decode=evaluation.DecodeOptions(num_beams=10), input_len=160, text_len=32, id_len=12,
       target_len=12, eval_batch_size=50, id_batch_size=200, synthetic_users=users, synthetic_items=items)
   data = synthetic.make_synthetic(num_users=users, num_items=items, seed=seed)

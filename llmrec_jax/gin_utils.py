@@ -24,8 +24,10 @@ packaged `llmrec_jax.gin_configs`), `--tfds_data_dir`, and the multi-host flags
 """
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -62,6 +64,33 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 define_flags()
+
+
+def _package_file_exists(config_path: str) -> bool:
+  """gin's check for an include inside a Python package (`pkg/sub/file.gin`), without its two
+  traps: a folder in the working directory named like the include's first part (e.g. a `runs/`
+  of run outputs beside `include 'runs/cpu_budget.gin'`) is a namespace package without a file
+  and crashed gin with a TypeError; and every miss was logged at ERROR level although the next
+  search path then finds the file."""
+  head, filename = os.path.split(config_path)
+  try:
+    spec = importlib.util.find_spec(head.replace("/", ".")) if head else None
+  except (ImportError, ValueError):
+    return False
+  if spec is None or spec.origin is None:
+    return False
+  return os.path.isfile(os.path.join(os.path.dirname(spec.origin), filename))
+
+
+def _use_safe_package_reader() -> None:
+  from gin import resource_reader  # pylint: disable=g-import-not-at-top
+  readers = gin.config._FILE_READERS  # pylint: disable=protected-access  # no public way to replace one
+  for i, (reader, exists) in enumerate(readers):
+    if exists is resource_reader.system_path_file_exists:
+      readers[i] = (reader, _package_file_exists)
+
+
+_use_safe_package_reader()
 
 
 def rewrite_gin_args(args: Sequence[str]) -> list[str]:
@@ -112,9 +141,11 @@ def parse_gin_flags(gin_search_paths: Optional[Sequence[str]] = None,
                     gin_files: Optional[Sequence[str]] = None,
                     gin_bindings: Optional[Sequence[str]] = None,
                     skip_unknown: bool = False, finalize_config: bool = True,
+                    strict_macros: bool = True,
                     flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """Adds the search paths, then parses files and bindings (finalized: later edits and unknown
-  names fail loudly). Arguments default to the parsed flags."""
+  names fail loudly; with `strict_macros`, so does a binding of a macro nothing uses, see
+  `check_macro_bindings`). Arguments default to the parsed flags."""
   if gin_search_paths is None:
     gin_search_paths = flag_values.gin_search_paths
   if gin_files is None:
@@ -130,6 +161,40 @@ def parse_gin_flags(gin_search_paths: Optional[Sequence[str]] = None,
   logging.info("gin files: %s; bindings: %s", files, list(gin_bindings))
   gin.parse_config_files_and_bindings(files, list(gin_bindings),
                                       finalize_config=finalize_config, skip_unknown=skip_unknown)
+  if strict_macros:
+    check_macro_bindings(gin_bindings)
+
+
+def _macro_refs(value: Any) -> Iterable[str]:
+  """Names of the macros `value` refers to (`%NAME`), inside lists, tuples and dicts too."""
+  if isinstance(value, gin.config.ConfigurableReference):
+    scope, _, selector = value.scoped_selector.rpartition("/")
+    if selector == "gin.macro":
+      yield scope
+  elif isinstance(value, (list, tuple)):
+    for v in value:
+      yield from _macro_refs(v)
+  elif isinstance(value, dict):
+    for v in value.values():
+      yield from _macro_refs(v)
+
+
+def check_macro_bindings(bindings: Sequence[str]) -> None:
+  """Fails on a command-line binding of a macro that no gin file or binding uses.
+
+  Gin accepts `--gin.REC_EPOCH=1.0` silently (it defines a new macro, read by nothing), so a
+  typo would run the whole job with the file's value. Checked after parsing; the error names
+  the nearest macro in use.
+  """
+  config = gin.config._CONFIG  # pylint: disable=protected-access  # gin has no public walk of bindings
+  used = {name for params in config.values() for v in params.values() for name in _macro_refs(v)}
+  for binding in bindings:
+    name = binding.partition("=")[0].strip()
+    if not name or "." in name or "/" in name or name in used or (name, "gin.macro") not in config:
+      continue
+    near = difflib.get_close_matches(name, sorted(used), n=1)
+    hint = f"; did you mean {near[0]}?" if near else f"; macros in use: {', '.join(sorted(used))}"
+    raise ValueError(f"gin binding {binding.strip()!r}: no gin file or binding uses the macro {name}{hint}")
 
 
 def apply_tfds_data_dir(flag_values: flags.FlagValues = flags.FLAGS) -> None:

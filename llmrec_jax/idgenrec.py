@@ -37,15 +37,16 @@ def load_data(data_dir: str, *, synthetic_users: int = 300, synthetic_items: int
 
 
 def load_tokenizer(vocab_path: Optional[str], data: RecData, *, dataset_vocab_size: int = 2000,
-                   fixed_ids: Sequence[id_tables.IdTable] = ()):
+                   fixed_ids: Sequence[id_tables.IdTable] = (), extra_texts: Sequence[str] = ()):
   """(SentencePiece processor, model vocab size, model file). Without a path, a vocabulary
-  trained on the dataset's own text and on `fixed_ids` (ID tables it must spell, e.g. the
-  lowercase reference IDs; cached on disk); T5's file gives T5's 32,128 embedding rows."""
+  trained on the dataset's own text, on `fixed_ids` (ID tables it must spell, e.g. the
+  lowercase reference IDs) and on `extra_texts` (cached on disk); T5's file gives T5's 32,128
+  embedding rows."""
   if vocab_path:
     path = pathlib.Path(vocab_path)
   else:
     from llmrec_jax.data import vocab  # pylint: disable=g-import-not-at-top
-    path = vocab.trained_vocab_path(vocab.dataset_texts(data, id_tables=fixed_ids),
+    path = vocab.trained_vocab_path(vocab.dataset_texts(data, id_tables=fixed_ids, extra_texts=extra_texts),
                                     vocab_size=dataset_vocab_size)
   tokenizer = text_tokens.load_sentencepiece(path)
   return tokenizer, assign.model_vocab_size(tokenizer, path), path

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from llmrec_jax import alternating, evaluation, id_phase, idgenrec, models, network, partitioning
 from llmrec_jax import stream_id_phase, stream_training
@@ -67,7 +67,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   texts = [item_text.render_item_text(m, fields=item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS)
            for m in data.item_meta]
   tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
-                                     reference_ids=initial_ids == "reference")
+                                     initial_ids=initial_ids, item_texts=texts)
   # What `eval` / `infer` need to rebuild the same data, tokenizer and recommender.
   with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
     json.dump({"data_dir": data_dir, "rec_size": rec_size, "vocab_size": vocab_size,
@@ -147,12 +147,17 @@ def _bootstrapped_generator(data, texts, tokenizer, vocab_size: int, *, gen_size
 
 
 def _tokenizer(model_dir: str, data, data_dir: str, vocab_path: Optional[str],
-               dataset_vocab_size: int, *, reference_ids: bool):
-  """(tokenizer, vocab size); the model file is copied to MODEL_DIR. A dataset vocabulary also
-  learns the released reference IDs when it must spell them (they are lowercase; titles not)."""
-  fixed = [id_tables.load_reference_ids(data_dir)] if reference_ids and not vocab_path else []
+               dataset_vocab_size: int, *, initial_ids: str, item_texts: Sequence[str]):
+  """(tokenizer, vocab size); the model file is copied to MODEL_DIR.
+
+  A dataset vocabulary also learns what the IDs of `initial_ids` are made of: the released
+  reference IDs ('reference'), or the lowercase item text that title IDs and the generator's IDs
+  are cut from ('title', 'bootstrap'; IDs are normalised to lowercase words, and a vocabulary of
+  cased text alone spells 'neosporin' in 7 pieces where it has one for 'Neosporin')."""
+  fixed = [id_tables.load_reference_ids(data_dir)] if initial_ids == "reference" and not vocab_path else []
+  lower = [t.lower() for t in item_texts] if initial_ids in ("title", "bootstrap") and not vocab_path else []
   tokenizer, vocab_size, spm_path = idgenrec.load_tokenizer(
-      vocab_path, data, dataset_vocab_size=dataset_vocab_size, fixed_ids=fixed)
+      vocab_path, data, dataset_vocab_size=dataset_vocab_size, fixed_ids=fixed, extra_texts=lower)
   shutil.copyfile(spm_path, os.path.join(model_dir, RUN_VOCAB))
   return tokenizer, vocab_size
 
@@ -198,7 +203,9 @@ def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
   # The shape `main` prints and `experiments.table` reads: test metrics of the selected model.
   summary["best"] = {"round": best.get("epoch"), "valid": {k[len("valid/"):]: v for k, v in
                                                          best.items() if k.startswith("valid/")},
-                     "test": summary["test"]}
+                     "test": summary["test"],
+                     "eval_users": {"test": len(stream_training.sample_users(
+                         len(data.sequences), schedule.test_users, schedule.seed + 1))}}
   return summary
 
 

@@ -217,3 +217,31 @@ def test_every_epoch_of_a_phase_has_its_own_order_from_the_seed(parts):
   other = _context(parts, seed=7)
   ex7, _ = alternating._rows(functools.partial(alternating.phase_order, other, 0, "rec"), n, n)  # pylint: disable=protected-access
   assert not np.array_equal(ex7, epochs[1][0])
+
+
+def _snapshot(state):
+  """Host copies of a TrainState's params, optimizer state and step (the loop donates its states)."""
+  return jax.tree_util.tree_map(np.array, (state.params, state.opt_state, state.step))
+
+
+def _same(a, b) -> bool:
+  flat_a, tree_a = jax.tree_util.tree_flatten(a)
+  flat_b, tree_b = jax.tree_util.tree_flatten(b)
+  return tree_a == tree_b and all(np.array_equal(x, y) for x, y in zip(flat_a, flat_b))
+
+
+def test_each_phase_of_the_real_loop_leaves_the_other_model_bit_identical(parts):
+  """Through `IdGenRecLoop.run` (stopped at each phase's last step): a rec phase changes the
+  recommender only, an ID phase the generator only (params, optimizer state and step counter,
+  bit for bit)."""
+  loop = alternating.IdGenRecLoop(_context(parts))
+  rec0, gen0 = _snapshot(loop.rec_state), _snapshot(loop.gen_state)
+  assert not loop.run(max_optimizer_steps=loop.rec_steps)["complete"]
+  rec1, gen1 = _snapshot(loop.rec_state), _snapshot(loop.gen_state)
+  assert _same(gen1, gen0), "the rec phase changed the generator"
+  assert not _same(rec1[0], rec0[0]) and int(rec1[2]) == loop.rec_steps
+  assert not loop.run(max_optimizer_steps=loop.rec_steps + loop.id_steps)["complete"]
+  assert loop.position == 1  # stopped inside the ID phase, at its last step
+  rec2, gen2 = _snapshot(loop.rec_state), _snapshot(loop.gen_state)
+  assert _same(rec2, rec1), "the ID phase changed the recommender (params, optimizer state or step)"
+  assert not _same(gen2[0], gen1[0]) and int(gen2[2]) == loop.id_steps

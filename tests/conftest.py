@@ -29,3 +29,14 @@ def shared_dir() -> pathlib.Path:
   if not (SHARED / "data").is_dir():
     pytest.skip(f"{SHARED} not found: real-data tests need ../shared beside the checkout")
   return SHARED
+
+
+def pytest_sessionfinish(session, exitstatus):
+  """With ../shared present nothing may skip: a skip there means a broken install or a missing
+  file, so the run fails (the skip reasons are in the summary: `make test` passes `-rs`)."""
+  reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+  skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+  if skipped and (SHARED / "data").is_dir() and exitstatus == 0:
+    reporter.write_line(f"{len(skipped)} test(s) skipped although {SHARED} is present: a failure here",
+                        red=True, bold=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

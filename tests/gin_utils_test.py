@@ -120,6 +120,31 @@ def test_binding_typo_fails_loudly(binding, match):
     gin_utils.parse_gin_flags([], [], [binding])
 
 
+def test_misspelled_macro_fails_with_the_nearest_used_name(tmp_path):
+  (tmp_path / "run.gin").write_text("STEPS = 2\ngin_utils_test.fake_train.steps = %STEPS\n")
+  with pytest.raises(ValueError, match=r"macro STEP\b.*did you mean STEPS\?"):
+    gin_utils.parse_gin_flags([str(tmp_path)], ["run.gin"], ["STEP = 5"])
+  gin.clear_config()
+  gin_utils.parse_gin_flags([str(tmp_path)], ["run.gin"], ["STEPS = 5"])  # a used macro is fine
+  assert gin.query_parameter("gin_utils_test.fake_train.steps") is not None
+  assert fake_train() == ("unset", 5)
+
+
+def test_include_survives_a_folder_of_the_same_name_on_the_python_path(tmp_path, monkeypatch):
+  """`include 'runs/base.gin'` while a `runs/` folder (say, of run outputs) sits in a directory on
+  sys.path: gin took the folder for a package and crashed with a TypeError."""
+  gin_dir = tmp_path / "gin"
+  (gin_dir / "runs").mkdir(parents=True)
+  (gin_dir / "runs" / "base.gin").write_text("gin_utils_test.fake_train.steps = 7\n")
+  (gin_dir / "top.gin").write_text("include 'runs/base.gin'\n")
+  work = tmp_path / "work"
+  (work / "runs" / "beauty").mkdir(parents=True)  # a namespace package named `runs`
+  monkeypatch.syspath_prepend(str(work))
+  monkeypatch.chdir(work)
+  gin_utils.parse_gin_flags([str(gin_dir)], ["top.gin"], [])
+  assert fake_train() == ("unset", 7)
+
+
 def test_config_is_finalized():
   gin_utils.parse_gin_flags([], [], ["gin_utils_test.fake_train.steps = 3"])
   assert gin.config_is_locked()

@@ -91,7 +91,6 @@ def test_train_step_changes_only_the_generator(setup, options):
                                            input_len=48, target_len=6, free_running_steps=3)
   batch = batcher.build(["red user", "blue user"], [[0, 1, 2], [5, 6]], [8, 9], [0, 1])
   batch = jax.tree_util.tree_map(jnp.asarray, batch)
-  rec_before = jax.tree_util.tree_map(np.array, rec)
 
   def loss_fn(g, bt, rng):
     return id_phase.id_phase_loss(g, bt, rng, rec, gen_model=model, rec_model=model, options=options,
@@ -105,4 +104,6 @@ def test_train_step_changes_only_the_generator(setup, options):
   changed = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
       lambda a, b: bool(np.any(np.asarray(a) != b)), state.params, gen_before))
   assert any(changed)
-  jax.tree_util.tree_map(np.testing.assert_array_equal, rec, rec_before)
+  # That the recommender stays frozen is a property of the loop (JAX arrays are immutable, so
+  # `rec` here cannot change): see alternating_test's
+  # test_each_phase_of_the_real_loop_leaves_the_other_model_bit_identical.

@@ -1,15 +1,14 @@
 """Run setup: the fixed ID schemes (title / reference / sequential / random) and when a run needs
 an ID generator; plus one tiny `train()` with a fixed scheme that must train no generator."""
 import gzip
-import inspect
 import json
 
 import numpy as np
 import pytest
 
-from llmrec_jax import alternating, idgenrec
+from llmrec_jax import alternating, idgenrec, model_sizes
 from llmrec_jax import train as train_lib
-from llmrec_jax.data import records, synthetic
+from llmrec_jax.data import id_tables, records, synthetic
 
 
 def _data(**kw):
@@ -116,11 +115,6 @@ def test_initial_ids_of_fixed_schemes_share_user_ids():
 
 
 # ------------------------------------------------------------------ one tiny run
-_TRAIN_USES_NEEDS_GENERATOR = "needs_generator" in inspect.getsource(train_lib.train)
-
-
-@pytest.mark.skipif(not _TRAIN_USES_NEEDS_GENERATOR,
-                    reason="llmrec_jax/train.py does not call idgenrec.needs_generator yet (issue 7 patch)")
 def test_fixed_scheme_run_trains_no_generator(tmp_path, monkeypatch):
   def no_bootstrap(*args, **kwargs):
     raise AssertionError("a fixed-scheme run must not bootstrap a generator")
@@ -138,3 +132,107 @@ def test_fixed_scheme_run_trains_no_generator(tmp_path, monkeypatch):
   assert summary["bootstrap"] == {} and summary["id_stats"] == {}
   with open(tmp_path / "results.json", encoding="utf-8") as f:
     assert json.load(f)["best"]["test"].keys() == {"hit@1", "ndcg@1", "hit@4", "ndcg@4"}
+
+
+def test_title_and_generated_ids_get_a_vocabulary_that_spells_their_lowercase_words(tmp_path, monkeypatch):
+  """IDs are lowercase words cut from cased item text: the dataset vocabulary of 'title' and
+  'bootstrap' runs also learns the lowercase text, so an ID costs what its words cost."""
+  from llmrec_jax.data import vocab
+  monkeypatch.setattr(vocab, "DEFAULT_CACHE_DIR", tmp_path)
+  monkeypatch.setattr(vocab.trained_vocab_path, "__kwdefaults__", {
+      **vocab.trained_vocab_path.__kwdefaults__, "cache_dir": tmp_path})
+  brands = ["Neosporin", "Sensibio", "Regenerist", "Cetaphil", "Aveeno", "Neutrogena"]
+  meta = tuple({"title": f"{b} {w} Cream {n}", "brand": b, "categories": [["Beauty", "Skin Care"]]}
+               for n, (b, w) in enumerate((b, w) for b in brands for w in ("Gentle", "Daily", "Night")))
+  data = records.RecData(name="t", user_ids=("a",), item_ids=tuple(f"i{n}" for n in range(len(meta))),
+                         item_meta=meta, sequences=(_seq(0, 1, 2),))
+  texts = [f"{m['title']}. {m['brand']}" for m in meta]
+
+  def cost(initial_ids):
+    tok, _ = train_lib._tokenizer(str(tmp_path / initial_ids), data, "", None, 120,
+                                  initial_ids=initial_ids, item_texts=texts)
+    return sum(len(tok.encode(b.lower())) for b in brands)
+  (tmp_path / "title").mkdir(), (tmp_path / "sequential").mkdir(), (tmp_path / "bootstrap").mkdir()
+  assert cost("title") == cost("bootstrap") < cost("sequential")
+  assert cost("title") <= 2 * len(brands)
+
+
+# ------------------------------------------------------------------ leak-free user IDs, every path
+class _RecordingGenerator:
+  """Stands in for `T5IdGenerator`: records the texts of every `candidate_fn` call and answers
+  one candidate per text, unique by its key ("w<key>x<level>")."""
+  calls: list[list[str]] = []
+
+  def __init__(self, config, params, tokenizer, options, progress=True):
+    del config, params, tokenizer, options, progress
+
+  def candidate_fn(self, texts):
+    _RecordingGenerator.calls.append(list(texts))
+    return lambda keys_P, level: [[f"w{int(k)}x{level.index}"] for k in keys_P]
+
+
+class _CharTokenizer:
+  def encode(self, text):
+    return [ord(c) for c in text]
+
+
+def _user_texts_of_training_items(data, item_ids):
+  return [" ".join(item_ids[i] for i in seq[:-2]) for seq in data.sequences]
+
+
+@pytest.fixture
+def recording(monkeypatch):
+  _RecordingGenerator.calls = []
+  monkeypatch.setattr(idgenrec, "T5IdGenerator", _RecordingGenerator)
+  return _RecordingGenerator.calls
+
+
+def _leaky_texts_differ(data, item_ids):
+  """The test only means something when the held-out items would change the texts."""
+  leaky = [" ".join(item_ids[i] for i in seq) for seq in data.sequences]
+  assert leaky != _user_texts_of_training_items(data, item_ids)
+
+
+def test_generated_user_ids_read_training_items_only_unless_leaky(recording):
+  data = _data()
+  texts = [f"item {n}" for n in range(data.num_items)]
+  items, _ = idgenrec.GeneratorAssigner(None, _CharTokenizer(), data, texts, progress=False)(None)
+  assert recording[0] == texts
+  assert recording[1] == _user_texts_of_training_items(data, items)
+  _leaky_texts_differ(data, items)
+  recording.clear()
+  idgenrec.GeneratorAssigner(None, _CharTokenizer(), data, texts, leaky_user_ids=True, progress=False)(None)
+  assert recording[1] == [" ".join(items[i] for i in seq) for seq in data.sequences]
+
+
+def test_reference_item_ids_get_leak_free_generated_user_ids(recording, tmp_path):
+  data = _data()
+  ref = [f"ref word {n}" for n in range(data.num_items)]
+  id_tables.IdTable(kind="item", phase=0, ids=dict(zip(data.item_ids, ref))).save(
+      tmp_path / id_tables.REFERENCE_IDS)
+  assigner = idgenrec.GeneratorAssigner(None, _CharTokenizer(), data, ["t"] * data.num_items, progress=False)
+  items, users = idgenrec.initial_ids("reference", data, str(tmp_path), assigner=assigner, gen_params=None)
+  assert items == ref
+  assert recording == [_user_texts_of_training_items(data, items)]
+  _leaky_texts_differ(data, items)
+  assert len(set(users)) == data.num_users
+
+
+def test_train_writes_leak_free_user_ids_by_default(recording, tmp_path, monkeypatch):
+  """`train()` with its defaults: the user IDs it assigns read the training items only."""
+  class _Stop(Exception):
+    pass
+
+  def stop(*args, **kwargs):
+    raise _Stop()
+  def bootstrap_stub(data, texts, tokenizer, vocab_size, **kwargs):
+    return model_sizes.t5_config("t5_tiny", vocab_size=vocab_size), None, {}
+  monkeypatch.setattr(idgenrec, "bootstrap_generator", bootstrap_stub)
+  monkeypatch.setattr(train_lib.alternating, "IdGenRecLoop", stop)
+  with pytest.raises(_Stop):
+    train_lib.train(model_dir=str(tmp_path), dataset_vocab_size=120, synthetic_users=24, synthetic_items=24,
+                    initial_ids="bootstrap")
+  data = idgenrec.load_data(idgenrec.SYNTHETIC, synthetic_users=24, synthetic_items=24,
+                            seed=alternating.Schedule().seed)
+  items = [f"w{k}x0" for k in range(data.num_items)]
+  assert recording[1] == _user_texts_of_training_items(data, items)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-seqio = pytest.importorskip("seqio")
-tf = pytest.importorskip("tensorflow")
+import seqio
+import tensorflow as tf
 
 from llmrec_jax.data.batching import encdec_batches  # noqa: E402
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-seqio = pytest.importorskip("seqio")
+import seqio
 
 from llmrec_jax.data import task_builders as tb  # noqa: E402
 from llmrec_jax.data import vocab as vocab_lib  # noqa: E402

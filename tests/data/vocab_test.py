@@ -1,7 +1,7 @@
 """Vocabularies: trained on the dataset (round trip, cache), and the real T5 SentencePiece model."""
 import pytest
 
-pytest.importorskip("seqio")
+import seqio  # noqa: F401  (a required dependency: vocab wraps seqio vocabularies)
 
 from llmrec_jax.data import vocab as vocab_lib  # noqa: E402
 from llmrec_jax.data.item_text import render_item_text  # noqa: E402
@@ -48,8 +48,7 @@ def test_bad_vocab_arguments_fail_loudly(tmp_path):
 
 def test_t5_vocab(shared_dir):
   path = shared_dir / "vocab" / "t5_spiece.model"
-  if not path.is_file():
-    pytest.skip(f"{path} not found")
+  assert path.is_file(), f"{path} is missing from ../shared"
   v = vocab_lib.get_vocabulary(path)
   assert v.encode("Hello world") == [8774, 296]
   assert v.vocab_size == 32100 and (v.pad_id, v.eos_id, v.unk_id) == (0, 1, 2)

@@ -15,8 +15,8 @@ import pytest
 from llmrec_jax.decoding import diverse
 from llmrec_jax.decoding import trie as trie_lib
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch  # noqa: E402
+import transformers  # noqa: E402
 
 V, B, S, EOS = 12, 3, 5, 1
 

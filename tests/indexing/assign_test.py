@@ -1,5 +1,7 @@
 """CLI end to end on a tiny synthetic P5 folder: files, uniqueness, stats, generator round trip."""
+import contextlib
 import gzip
+import io
 import json
 
 import numpy as np
@@ -25,10 +27,18 @@ def run(tmp_path_factory):
   return root, argv
 
 
-def test_cli_writes_unique_tables_and_stats(run, capsys):
+@pytest.fixture(scope="module")
+def assigned(run):
+  """The CLI run once for the module (every test that reads its files gets it, in any order)."""
   root, argv = run
-  assert assign.main(argv) == 0
-  stats = json.loads(capsys.readouterr().out)
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    assert assign.main(argv) == 0
+  return root, json.loads(out.getvalue())
+
+
+def test_cli_writes_unique_tables_and_stats(assigned):
+  root, stats = assigned
   data = load_p5(root / "data")
   items = id_tables.IdTable.load(root / "items.txt", kind="item")
   users = id_tables.IdTable.load(root / "users.txt.gz", kind="user")
@@ -48,10 +58,8 @@ def test_cli_writes_unique_tables_and_stats(run, capsys):
   assert (root / "gen" / "config.json").is_file() and (root / "gen" / assign.SPM_IN_CHECKPOINT).is_file()
 
 
-def test_saved_generator_loads(run):
-  root, _ = run
-  if not (root / "gen" / "config.json").is_file():
-    pytest.skip("needs test_cli_writes_unique_tables_and_stats first")
+def test_saved_generator_loads(assigned):
+  root, _ = assigned
   cfg, params = assign.load_generator(str(root / "gen"))
   assert cfg.vocab_size == 256 and params["token_embedder"]["embedding"].shape == (256, cfg.emb_dim)
   tok, path = assign.generator_tokenizer(None, None, str(root / "gen"))

@@ -63,7 +63,7 @@ def test_unknown_field_is_a_type_error():
                              mlp_activations=("relu",), logits_via_embedding=True)),
 ])
 def test_gin_model_configs_build_expected_config(name, bindings, want):
-  gin = pytest.importorskip("gin")
+  import gin  # pylint: disable=g-import-not-at-top
   from llmrec_jax import network
   gin.clear_config()
   try:

@@ -1,7 +1,7 @@
 """The default synthetic tasks registered by `llmrec_jax.tasks.synthetic`."""
 import pytest
 
-seqio = pytest.importorskip("seqio")
+import seqio
 
 from llmrec_jax.data.splits import leave_one_out  # noqa: E402
 from llmrec_jax.tasks import synthetic  # noqa: E402
