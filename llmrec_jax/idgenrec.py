@@ -36,6 +36,16 @@ def load_data(data_dir: str, *, synthetic_users: int = 300, synthetic_items: int
   return sources.load_dataset(data_dir)
 
 
+def check_item_text(data: RecData, data_dir: str, initial_ids: str) -> None:
+  """Fails early when `initial_ids` cuts IDs from item text ('title', 'bootstrap') and the
+  catalogue has none (no items.jsonl: Sports ships only reference IDs), naming the file."""
+  if initial_ids in ("title", "bootstrap") and data_dir != SYNTHETIC and not any(data.item_meta):
+    from llmrec_jax.data.errors import DataError  # pylint: disable=g-import-not-at-top
+    raise DataError(pathlib.Path(data_dir) / f"{sources.P5_ITEMS}[.gz]",
+                    f"missing or empty: initial_ids={initial_ids!r} makes item IDs from item text; "
+                    "without it use 'reference' (the released IDs) or 'sequential'")
+
+
 def load_tokenizer(vocab_path: Optional[str], data: RecData, *, dataset_vocab_size: int = 2000,
                    fixed_ids: Sequence[id_tables.IdTable] = (), extra_texts: Sequence[str] = ()):
   """(SentencePiece processor, model vocab size, model file). Without a path, a vocabulary

@@ -62,6 +62,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
     on_start(model_dir)
   data = idgenrec.load_data(data_dir, synthetic_users=synthetic_users, synthetic_items=synthetic_items,
                             seed=schedule.seed)
+  idgenrec.check_item_text(data, data_dir, initial_ids)
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
   yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
   texts = [item_text.render_item_text(m, fields=item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS)
@@ -70,7 +71,9 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
                                      initial_ids=initial_ids, item_texts=texts)
   # What `eval` / `infer` need to rebuild the same data, tokenizer and recommender.
   with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
-    json.dump({"data_dir": data_dir, "rec_size": rec_size, "vocab_size": vocab_size,
+    # Absolute, so `eval`, `infer` and a resume work from any directory.
+    json.dump({"data_dir": data_dir if data_dir == idgenrec.SYNTHETIC else os.path.abspath(data_dir),
+               "rec_size": rec_size, "vocab_size": vocab_size,
                "template_set": template_set, "input_len": input_len, "id_len": id_len,
                "max_his": schedule.max_his, "synthetic_users": synthetic_users,
                "synthetic_items": synthetic_items, "seed": schedule.seed}, f, indent=1)

@@ -9,6 +9,7 @@ import pytest
 from llmrec_jax import alternating, idgenrec, model_sizes
 from llmrec_jax import train as train_lib
 from llmrec_jax.data import id_tables, records, synthetic
+from llmrec_jax.data.errors import DataError
 
 
 def _data(**kw):
@@ -236,3 +237,15 @@ def test_train_writes_leak_free_user_ids_by_default(recording, tmp_path, monkeyp
                             seed=alternating.Schedule().seed)
   items = [f"w{k}x0" for k in range(data.num_items)]
   assert recording[1] == _user_texts_of_training_items(data, items)
+
+
+@pytest.mark.parametrize("initial_ids", ["title", "bootstrap"])
+def test_ids_from_item_text_without_items_file_fail_before_any_training(tmp_path, initial_ids, monkeypatch):
+  (tmp_path / "user_sequence.txt").write_text("u1 a b c\nu2 b c d\n", encoding="utf-8")
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("reached training")
+  monkeypatch.setattr(train_lib, "_tokenizer", no_training)
+  with pytest.raises(DataError, match=r"items.jsonl\[.gz\]: missing or empty: initial_ids="):
+    train_lib.train(model_dir=str(tmp_path / "run"), data_dir=str(tmp_path), initial_ids=initial_ids)
+  idgenrec.check_item_text(idgenrec.load_data(str(tmp_path)), str(tmp_path), "sequential")  # fine

@@ -26,6 +26,10 @@ from llmrec_jax.data.records import RecData
 log = logging.getLogger(__name__)
 
 MIN_SEQUENCE_LEN = 3  # leave-one-out needs a train, a valid and a test item
+# A user with more interactions than this (the longest real sequence here: 550, Toys) is an
+# outlier (a bot, a joined log): kept as its most recent MAX_SEQUENCE_LEN items with a warning,
+# or an error with `long_sequences='error'`. One 200,000-item user multiplies an epoch's steps.
+MAX_SEQUENCE_LEN = 2000
 P5_SEQUENCES = "user_sequence.txt"
 P5_ITEMS = "items.jsonl"
 # Fraction of multi-item sequences that, when sorted by raw item id, signals the Sports/Toys quirk.
@@ -52,11 +56,18 @@ def read_lines(path: pathlib.Path, encoding: str = "utf-8") -> Iterator[tuple[in
         raise DataError(path, f"not valid {encoding} text ({e.reason})", lineno) from None
 
 
+def _check_folder(data_dir) -> None:
+  if pathlib.Path(data_dir).is_file():
+    raise DataError(data_dir, "is a file; give the data folder that holds it (e.g. the folder of "
+                              "user_sequence.txt[.gz] and items.jsonl[.gz])")
+  if not pathlib.Path(data_dir).is_dir():
+    raise DataError(data_dir, "data folder does not exist")
+
+
 def _require(data_dir, name: str) -> pathlib.Path:
   path = find_file(data_dir, name)
   if path is None:
-    if not pathlib.Path(data_dir).is_dir():
-      raise DataError(data_dir, "data folder does not exist")
+    _check_folder(data_dir)
     raise DataError(pathlib.Path(data_dir) / name, f"missing file (looked for {name} and {name}.gz)")
   return path
 
@@ -64,7 +75,12 @@ def _require(data_dir, name: str) -> pathlib.Path:
 class _UserCollector:
   """Applies the per-user checks shared by all readers; drops or raises."""
 
-  def __init__(self, drop_bad_users: bool, has_meta, *, dataset: str):
+  def __init__(self, drop_bad_users: bool, has_meta, *, dataset: str,
+               max_len: int = MAX_SEQUENCE_LEN, long_sequences: str = "truncate"):
+    if long_sequences not in ("truncate", "error"):
+      raise ValueError(f"long_sequences={long_sequences!r}: use 'truncate' or 'error'")
+    self.max_len, self.long_sequences = max_len, long_sequences
+    self.truncated: list[tuple[str, int]] = []  # (user, original length)
     self.drop = drop_bad_users
     self.has_meta = has_meta   # callable raw item id -> bool, or None when there is no metadata
     self.dataset = dataset
@@ -88,6 +104,12 @@ class _UserCollector:
                                             f"({len(missing)} such item(s) in this sequence)")
     if user not in self.seen:
       self.seen[user] = lineno or 0
+    if problem is None and len(items) > self.max_len:
+      if self.long_sequences == "error":
+        raise DataError(path, f"user {user!r} has {len(items)} items, more than the bound of {self.max_len} "
+                              "(long_sequences='truncate' keeps the most recent ones)", lineno)
+      self.truncated.append((user, len(items)))
+      items = items[-self.max_len:]
     if problem is None:
       self.users.append(user)
       self.seqs.append(items)
@@ -99,6 +121,10 @@ class _UserCollector:
   def build(self, item_ids: list[str], item_meta: list[dict]) -> RecData:
     index = {it: i for i, it in enumerate(item_ids)}
     seqs = tuple(np.fromiter((index[it] for it in s), dtype=np.int32, count=len(s)) for s in self.seqs)
+    if self.truncated:
+      user, n = max(self.truncated, key=lambda t: t[1])
+      log.warning("%s: %d sequence(s) longer than %d items kept as their most recent %d (longest: user %r, "
+                  "%d items)", self.dataset, len(self.truncated), self.max_len, self.max_len, user, n)
     n_dropped = sum(self.dropped.values())
     if n_dropped:
       log.warning("%s: dropped %d bad user(s): %s", self.dataset, n_dropped,
@@ -129,8 +155,12 @@ def _read_items_jsonl(path: pathlib.Path) -> dict[str, dict]:
   return meta
 
 
-def load_p5(data_dir: str | os.PathLike, *, drop_bad_users: bool = False, name: str | None = None) -> RecData:
+def load_p5(data_dir: str | os.PathLike, *, drop_bad_users: bool = False, name: str | None = None,
+            max_len: int = MAX_SEQUENCE_LEN, long_sequences: str = "truncate") -> RecData:
   """Reads the P5 / IDGenRec layout (`user_sequence.txt[.gz]` + optional `items.jsonl[.gz]`).
+
+  A sequence longer than `max_len` keeps its most recent `max_len` items (logged), or raises
+  DataError naming the line with `long_sequences='error'`.
 
   Item indices follow the first appearance of each item in the sequence file; items listed in
   items.jsonl but used by no kept user are left out (logged). Without items.jsonl every item gets `{}`.
@@ -139,12 +169,16 @@ def load_p5(data_dir: str | os.PathLike, *, drop_bad_users: bool = False, name: 
   seq_path = _require(data_dir, P5_SEQUENCES)
   items_path = find_file(data_dir, P5_ITEMS)
   meta = _read_items_jsonl(items_path) if items_path else None
-  users = _UserCollector(drop_bad_users, meta.__contains__ if meta is not None else None, dataset=name)
+  users = _UserCollector(drop_bad_users, meta.__contains__ if meta is not None else None, dataset=name,
+                         max_len=max_len, long_sequences=long_sequences)
   for lineno, line in read_lines(seq_path):
     parts = line.split()
     if not parts:
       raise DataError(seq_path, "empty line (expected 'USER_ID ITEM_ID ITEM_ID ...')", lineno)
     users.add(parts[0], parts[1:], seq_path, lineno)
+  if not users.seqs:
+    raise DataError(seq_path, "no users: the file holds no sequence line"
+                    + (f" that passes the checks ({sum(users.dropped.values())} dropped)" if users.dropped else ""))
   item_ids = _first_appearance(users.seqs)
   if meta is None:
     item_meta = [{} for _ in item_ids]
@@ -287,11 +321,10 @@ def load_movielens(data_dir: str | os.PathLike, *, min_rating: float = 0.0, drop
 
 def load_dataset(data_dir: str | os.PathLike, **kwargs) -> RecData:
   """Detects the layout of `data_dir` (P5, MovieLens 100K or 1M) and loads it; kwargs go to the reader."""
+  _check_folder(data_dir)
   if find_file(data_dir, P5_SEQUENCES):
     return load_p5(data_dir, **kwargs)
   if find_file(data_dir, ML100K_RATINGS) or find_file(data_dir, ML1M_RATINGS):
     return load_movielens(data_dir, **kwargs)
-  if not pathlib.Path(data_dir).is_dir():
-    raise DataError(data_dir, "data folder does not exist")
   raise DataError(data_dir, f"unknown layout: found none of {P5_SEQUENCES}, {ML100K_RATINGS}, {ML1M_RATINGS} "
                             "(optionally .gz)")

@@ -58,6 +58,28 @@ def test_missing_file(tmp_path):
     sources.load_dataset(tmp_path)
 
 
+def test_a_file_as_data_folder_and_an_empty_sequence_file_name_the_path(tmp_path):
+  seq = write(tmp_path / "user_sequence.txt", "")
+  with pytest.raises(DataError, match=r"user_sequence.txt: no users"):
+    sources.load_dataset(tmp_path)
+  with pytest.raises(DataError, match=r"user_sequence.txt: is a file; give the data folder"):
+    sources.load_dataset(seq)
+  write(seq, "u1 a b\n")  # every user dropped: still no users, and the count says why
+  with pytest.raises(DataError, match=r"no users: .* \(1 dropped\)"):
+    sources.load_p5(tmp_path, drop_bad_users=True)
+
+
+def test_outlier_sequences_keep_their_most_recent_items_or_fail(tmp_path, caplog):
+  write(tmp_path / "user_sequence.txt", "u1 a b c\nu2 " + " ".join(f"i{n}" for n in range(9)) + "\n")
+  with caplog.at_level(logging.WARNING):
+    data = sources.load_p5(tmp_path, max_len=4)
+  assert raw_sequences(data) == {"u1": ["a", "b", "c"], "u2": ["i5", "i6", "i7", "i8"]}
+  assert "1 sequence(s) longer than 4 items" in caplog.text and "'u2', 9 items" in caplog.text
+  with pytest.raises(DataError, match=r"user_sequence.txt, line 2: user 'u2' has 9 items, more than the bound of 4"):
+    sources.load_p5(tmp_path, max_len=4, long_sequences="error")
+  assert raw_sequences(sources.load_p5(tmp_path))["u2"][0] == "i0"  # the default bound keeps real lengths
+
+
 def test_malformed_json_line(tmp_path):
   write(tmp_path / "user_sequence.txt", "u1 a b c\n")
   write(tmp_path / "items.jsonl", '{"item_id": "a"}\n{"item_id": "b"\n{"item_id": "c"}\n')
