@@ -39,7 +39,11 @@ def _json_scalar(name: str, value: Any) -> int | float:
 class JsonlWriter(interface.MetricWriter):
   """Appends one JSON object per `write_scalars` call to a file (restarts keep the history).
 
-  Names get `prefix` (e.g. 'eval/'), except `round`.
+  Names get `prefix` (e.g. 'eval/'), except `round`. A resumed run logs again from the step of
+  its checkpoint: the first record this writer writes, at step S, drops the records that were in
+  the file when it was opened and have a step >= S (they belong to the run that was killed after
+  that checkpoint), so the file keeps one history without repeated steps. Records other writers
+  appended since this one was opened are kept.
 
   Only scalars are recorded; images, texts, histograms, etc. are ignored. NaN/inf are written as
   JSON's `NaN`/`Infinity` extensions (Python's json reads them back).
@@ -51,11 +55,25 @@ class JsonlWriter(interface.MetricWriter):
     self._prefix = prefix
     # Line-buffered: each record is one write(), so writers of several collections can append
     # to the same file without interleaving partial lines.
+    self._old_lines = set(_read_lines(path))  # what a resumed run may have to drop
     self._file = open(path, "a", buffering=1, encoding="utf-8")  # pylint: disable=consider-using-with
+
+  def _drop_old_records_from(self, step: int) -> None:
+    self._file.close()
+    kept = [line for line in _read_lines(self.path)
+            if line not in self._old_lines or json.loads(line).get("step", -1) < step]
+    tmp = f"{self.path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write("".join(line + "\n" for line in kept))
+    os.replace(tmp, self.path)
+    self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # pylint: disable=consider-using-with
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     if "step" in scalars:
       raise ValueError("'step' is reserved in metrics.jsonl; pass it as the step argument")
+    if self._old_lines:
+      self._drop_old_records_from(int(step))
+      self._old_lines = set()
     record = {"step": int(step)}
     for k, v in sorted(scalars.items()):
       record[k if k == "round" else self._prefix + k] = _json_scalar(k, v)
@@ -93,6 +111,13 @@ class JsonlWriter(interface.MetricWriter):
   def close(self) -> None:
     if not self._file.closed:
       self._file.close()
+
+
+def _read_lines(path: str) -> list[str]:
+  if not os.path.isfile(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [line.rstrip("\n") for line in f if line.strip()]
 
 
 def create_metric_writer(log_dir: str, *, tensorboard: bool = True, log_to_stdout: bool = True,

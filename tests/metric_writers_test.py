@@ -62,6 +62,22 @@ def test_collections_share_one_file_and_append(tmp_path):
                      {"step": 11, "loss": 1.0}]
 
 
+def test_a_resumed_run_leaves_one_record_per_step(tmp_path):
+  """Killed at step 30 after a checkpoint at step 20, resumed from 20: the file ends as if the run
+  had never stopped (the killed run's records after its checkpoint are replaced)."""
+  def log(writer, steps):
+    for step in steps:
+      writer.write_scalars(step, {"loss": float(step)})
+    writer.close()
+  mk = lambda: metric_writers.create_metric_writer(str(tmp_path), tensorboard=False, log_to_stdout=False)
+  log(mk(), [10, 20, 30])           # the killed run
+  log(mk(), [30, 40])               # resumed from the checkpoint at 20; logs 30 again
+  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records] == [10, 20, 30, 40]
+  log(mk(), [])                     # a writer that writes nothing changes nothing
+  assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [10, 20, 30, 40]
+
+
 def test_bad_scalars_fail_loudly(tmp_path):
   w = metric_writers.JsonlWriter(str(tmp_path / "m.jsonl"))
   with pytest.raises(ValueError, match="vec"):
