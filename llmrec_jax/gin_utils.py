@@ -159,10 +159,33 @@ def parse_gin_flags(gin_search_paths: Optional[Sequence[str]] = None,
   # gin's global search list already has entries from an earlier call.
   files = [resolve_gin_file(f, paths) for f in gin_files]
   logging.info("gin files: %s; bindings: %s", files, list(gin_bindings))
+  for binding in gin_bindings:
+    check_binding_syntax(binding)
   gin.parse_config_files_and_bindings(files, list(gin_bindings),
                                       finalize_config=finalize_config, skip_unknown=skip_unknown)
   if strict_macros:
     check_macro_bindings(gin_bindings)
+
+
+def check_binding_syntax(binding: str) -> None:
+  """Parses one binding alone; a value gin cannot read gets a hint (an unquoted path or word is
+  the usual cause: `--gin.DATA_DIR=../data` must be `--gin.DATA_DIR="'../data'"`)."""
+  name, _, value = binding.partition("=")
+  value = value.strip()
+  if "\n" in binding.strip() or not value:
+    return  # several statements, or no value: gin's own parse reports them
+  try:
+    with gin.unlock_config():
+      gin.config.parse_value(value)
+  except ValueError:
+    return  # e.g. an unknown @configurable: gin's own parse names it
+  except SyntaxError as e:
+    hint = ""
+    if value and value[0] not in "'\"[({%@" and not value[0].isdigit() and value not in ("True", "False", "None"):
+      hint = (f"; strings need quotes inside the flag, e.g. --gin.{name.strip()}=\"'{value}'\" "
+              f"(or {name.strip()} = '{value}' in a gin file)")
+    raise ValueError(f"gin binding {binding.strip()!r}: cannot read the value {value!r} "
+                     f"({str(e).splitlines()[0]}){hint}") from None
 
 
 def _macro_refs(value: Any) -> Iterable[str]:

@@ -145,6 +145,12 @@ def test_include_survives_a_folder_of_the_same_name_on_the_python_path(tmp_path,
   assert fake_train() == ("unset", 7)
 
 
+@pytest.mark.parametrize("value", ["../shared/data/x", "decoder_only"])
+def test_unquoted_string_gets_a_hint_to_quote_it(value):
+  with pytest.raises(ValueError, match=r"strings need quotes inside the flag, e\.g\. --gin\.DATA_DIR=\"'"):
+    gin_utils.parse_gin_flags([], [], [f"DATA_DIR = {value}"])
+
+
 def test_config_is_finalized():
   gin_utils.parse_gin_flags([], [], ["gin_utils_test.fake_train.steps = 3"])
   assert gin.config_is_locked()
