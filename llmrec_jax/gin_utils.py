@@ -37,6 +37,7 @@ import gin
 from llmrec_jax import gin_configs
 
 GIN_PREFIX = "--gin."
+MAIN_ALIAS = "train_script."  # T5X's `import __main__ as train_script` in gin files
 OPERATIVE_CONFIG = "config.gin"
 
 
@@ -159,6 +160,9 @@ def parse_gin_flags(gin_search_paths: Optional[Sequence[str]] = None,
   # gin's global search list already has entries from an earlier call.
   files = [resolve_gin_file(f, paths) for f in gin_files]
   logging.info("gin files: %s; bindings: %s", files, list(gin_bindings))
+  # The saved config.gin names the entry point as the gin files import it
+  # (`import __main__ as train_script`); a command-line binding has no such import.
+  gin_bindings = [b.strip()[len(MAIN_ALIAS):] if b.strip().startswith(MAIN_ALIAS) else b for b in gin_bindings]
   for binding in gin_bindings:
     check_binding_syntax(binding)
   gin.parse_config_files_and_bindings(files, list(gin_bindings),

@@ -27,6 +27,12 @@ def _bound(configured, files, bindings=()):
   return gin.get_bindings(train_lib.train, resolve_references=True)
 
 
+def test_the_saved_configs_names_work_on_the_command_line(gin_env):
+  """config.gin says `train_script.train.X` (the files' `import __main__ as train_script`)."""
+  b = _bound(gin_env, ["idgenrec_tiny.gin"], ["MODEL_DIR = '/tmp/x'", "train_script.train.dataset_vocab_size = 321"])
+  assert b["dataset_vocab_size"] == 321
+
+
 def test_tiny_gin_binds_tiny_sizes(gin_env):
   b = _bound(gin_env, ["idgenrec_tiny.gin"], ["MODEL_DIR = '/tmp/x'"])
   assert b["model_dir"] == "/tmp/x" and b["rec_size"] == "t5_tiny" and b["data_dir"] == "synthetic"
