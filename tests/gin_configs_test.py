@@ -12,7 +12,7 @@ from llmrec_jax import train as train_lib
 GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin_configs"
 ALL_GIN = sorted(str(p.relative_to(GIN_DIR)) for p in GIN_DIR.rglob("*.gin"))
 # Overlays are parsed after the file they extend.
-BASE = {"runs/": ["idgenrec.gin"]}
+BASE = {"runs/": ["idgenrec.gin"], "ablations/": ["idgenrec.gin"]}
 REQUIRED = ["MODEL_DIR = '/tmp/x'", "PROMPTS = '/tmp/prompts.txt'"]
 SCHEMES = {"random": "random", "sequential": "sequential", "title": "title", "reference": "reference",
            "learned": "bootstrap"}
@@ -64,7 +64,7 @@ def test_a_misspelt_parameter_in_a_file_fails(gin_env, tmp_path):
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
 def test_ablation_with_cpu_budget(gin_env, scheme):
   del gin_env
-  _parse([f"ablations/ids_{scheme}.gin", "runs/cpu_budget.gin"])
+  _parse(["idgenrec.gin", f"ablations/ids_{scheme}.gin", "runs/cpu_budget.gin"])
   b = gin.get_bindings(train_lib.train, resolve_references=True)
   schedule = b["schedule"]
   assert b["initial_ids"] == SCHEMES[scheme]
@@ -79,7 +79,19 @@ def test_ablation_with_cpu_budget(gin_env, scheme):
 @pytest.mark.parametrize("scheme", ["random", "reference"])
 def test_fixed_ablation_keeps_id_phase_off_at_paper_scale(gin_env, scheme):
   del gin_env
-  _parse([f"ablations/ids_{scheme}.gin"])
+  _parse(["idgenrec.gin", f"ablations/ids_{scheme}.gin"])
   schedule = gin.get_bindings(train_lib.train, resolve_references=True)["schedule"]
   assert isinstance(schedule, alternating.Schedule) and schedule.rounds == 3
   assert schedule.id_epochs == 0.0 and not schedule.regenerate_ids
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_an_ablation_after_the_tiny_file_keeps_the_tiny_sizes(gin_env, scheme):
+  """An ablation file sets only its scheme: layered after idgenrec_tiny.gin it keeps t5_tiny and
+  the tiny budget (it used to re-include idgenrec.gin and silently return to paper scale)."""
+  del gin_env
+  _parse(["idgenrec_tiny.gin", f"ablations/ids_{scheme}.gin"])
+  b = gin.get_bindings(train_lib.train, resolve_references=True)
+  assert b["initial_ids"] == SCHEMES[scheme]
+  assert b["rec_size"] == b["gen_size"] == "t5_tiny" and b["data_dir"] == "synthetic"
+  assert b["schedule"].rounds == 2 and b["schedule"].rec_epochs == 3.0

@@ -28,6 +28,7 @@ from llmrec_jax.experiments.published import METRICS
 
 # Fixed-budget settings for the generative runs (on top of the ablation gin; must come last).
 CPU_BUDGET_GIN = "runs/cpu_budget.gin"
+BASE_GIN = "idgenrec.gin"  # before the ablation file of a generative run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +150,8 @@ def command(dataset: str, model: str, *, runs_dir: str | os.PathLike, data_root:
       argv += ["--time_budget_min", f"{sasrec_minutes:g}"]
     return argv
   model_dir = pathlib.Path(runs_dir) / dataset / model
-  return [sys.executable, "-m", "llmrec_jax.train", f"--gin_file={spec.args[0]}",
+  # The ablation file sets only the scheme: it goes after the base file.
+  return [sys.executable, "-m", "llmrec_jax.train", f"--gin_file={BASE_GIN}", f"--gin_file={spec.args[0]}",
           *[f"--gin_file={g}" for g in run_gin],
           f"--gin.MODEL_DIR='{model_dir}'", f"--gin.DATA_DIR='{data_dir}'",
           *([f"--gin.VOCAB_PATH='{vocab_path}'"] if vocab_path else [])]

@@ -6,7 +6,7 @@
 
 Collects every (dataset, model) result found under `--runs_dir` (layout: `experiments/runs.py`);
 with `--run`, first runs the missing ones one after another (generative runs with
-`--gin_file=ablations/ids_<scheme>.gin --gin_file=runs/cpu_budget.gin`, SASRec with a time
+`--gin_file=idgenrec.gin --gin_file=ablations/ids_<scheme>.gin --gin_file=runs/cpu_budget.gin`, SASRec with a time
 budget), then writes the table: one row per model, HR@5 NDCG@5 HR@10 NDCG@10 (test split,
 full ranking) per dataset, then the README's published rows marked "(quoted)"; "-" where there
 is no number. A footer gives each run's command, wall time and date.

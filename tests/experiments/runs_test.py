@@ -56,11 +56,13 @@ def test_keys_are_checked():
 def test_commands_produce_the_collected_layout(tmp_path):
   gen = runs.command("toys", "ids_sequential", runs_dir=tmp_path, data_root="/data")
   assert gen[:3] == [sys.executable, "-m", "llmrec_jax.train"]
-  assert gen[3:5] == ["--gin_file=ablations/ids_sequential.gin", "--gin_file=runs/cpu_budget.gin"]
+  assert gen[3:6] == ["--gin_file=idgenrec.gin", "--gin_file=ablations/ids_sequential.gin",
+                      "--gin_file=runs/cpu_budget.gin"]
   assert f"--gin.MODEL_DIR='{tmp_path / 'toys' / 'ids_sequential'}'" in gen
   assert "--gin.DATA_DIR='/data/amazon2014_toys'" in gen and not any("VOCAB_PATH" in a for a in gen)
   paper_scale = runs.command("toys", "ids_title", runs_dir=tmp_path, data_root="/data", run_gin=())
-  assert [a for a in paper_scale if a.startswith("--gin_file")] == ["--gin_file=ablations/ids_title.gin"]
+  assert [a for a in paper_scale if a.startswith("--gin_file")] == ["--gin_file=idgenrec.gin",
+                                                                    "--gin_file=ablations/ids_title.gin"]
   assert runs.command("toys", "ids_title", runs_dir=tmp_path, data_root="/data",
                       vocab_path="/v/t5.model")[-1] == "--gin.VOCAB_PATH='/v/t5.model'"
   assert runs.result_path(tmp_path, "toys", "ids_sequential") == tmp_path / "toys" / "ids_sequential" / "results.json"
