@@ -143,12 +143,12 @@ def main(argv=None) -> int:
     if baseline["returncode"] != 0:
       return 1
     for mutant in chosen:
-      pristine = {mutant.path: (work / mutant.path).read_text(encoding="utf-8")}
+      pristine = (work / mutant.path).read_text(encoding="utf-8")
       apply(work, mutant)
       try:
         result = run_tests(work, mutant.tests)
       finally:
-        (work / mutant.path).write_text(pristine[mutant.path], encoding="utf-8")
+        (work / mutant.path).write_text(pristine, encoding="utf-8")
       killed = result["returncode"] == 1 and bool(result["failed"])
       ok &= killed
       print(json.dumps({"mutant": mutant.name, "promise": mutant.promise, "killed": killed,

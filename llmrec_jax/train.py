@@ -69,14 +69,10 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
            for m in data.item_meta]
   tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
                                      initial_ids=initial_ids, item_texts=texts)
-  # What `eval` / `infer` need to rebuild the same data, tokenizer and recommender.
-  with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
-    # Absolute, so `eval`, `infer` and a resume work from any directory.
-    json.dump({"data_dir": data_dir if data_dir == idgenrec.SYNTHETIC else os.path.abspath(data_dir),
-               "rec_size": rec_size, "vocab_size": vocab_size,
-               "template_set": template_set, "input_len": input_len, "id_len": id_len,
-               "max_his": schedule.max_his, "synthetic_users": synthetic_users,
-               "synthetic_items": synthetic_items, "seed": schedule.seed}, f, indent=1)
+  _write_run_config(model_dir, {
+      "data_dir": data_dir, "rec_size": rec_size, "vocab_size": vocab_size, "template_set": template_set,
+      "input_len": input_len, "id_len": id_len, "max_his": schedule.max_his, "synthetic_users": synthetic_users,
+      "synthetic_items": synthetic_items, "seed": schedule.seed})
   if gen_checkpoint or not idgenrec.needs_bootstrap(initial_ids, schedule):
     gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
                                                 seed=schedule.seed + 1, checkpoint=gen_checkpoint)
@@ -126,6 +122,15 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   summary = loop.run(max_optimizer_steps=max_optimizer_steps)
   summary["train_examples"] = split["train"].num_examples
   return _finish(model_dir, summary, writer, data.name, boot, assigner)
+
+
+def _write_run_config(model_dir: str, run: dict[str, Any]) -> None:
+  """What `eval` / `infer` need to rebuild the same data, tokenizer and recommender; DATA_DIR
+  absolute, so they (and a resume) work from any directory."""
+  if run["data_dir"] != idgenrec.SYNTHETIC:
+    run = {**run, "data_dir": os.path.abspath(run["data_dir"])}
+  with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
+    json.dump(run, f, indent=1)
 
 
 def _check_rec_form(rec_form: str, stream_ids: stream_id_phase.StreamIdSchedule,
