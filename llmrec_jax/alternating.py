@@ -23,11 +23,12 @@ import numpy as np
 import tqdm
 
 from llmrec_jax import evaluation, id_phase, models, optimizers, partitioning, prompt_batches, trainer
-from llmrec_jax.checkpoints import orbax_t5x
+from llmrec_jax.checkpoints import fail_safe, orbax_t5x
 from llmrec_jax.data import prompts
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import LooSplit
 from llmrec_jax.train_state import TrainState
+from llmrec_jax.training import stopping
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class Schedule:
   # rec_first only: also run an ID phase (and regenerate IDs) after the last rec phase. Off by
   # default: no recommender is trained or evaluated on the IDs it makes, so it costs time only.
   trailing_id_phase: bool = False
-  checkpoint_every_steps: int = 0  # 0: only at phase ends
+  checkpoint_every_steps: int = 0  # 0: only at phase ends (and by time, below)
+  checkpoint_every_minutes: float = 10.0  # also save inside a phase this often (0: never by time)
   seed: int = 2023
 
   def __post_init__(self):
@@ -231,6 +233,7 @@ class IdGenRecLoop:
     self.position = 0  # index into schedule.phases()
     self.step_in_phase = 0
     self.results: list[dict[str, Any]] = []
+    self.stop = stopping.StopRequest()
     self._ckpt = None
     if ctx.model_dir:
       self._ckpt = {name: orbax_t5x.CheckpointManager(f"{ctx.model_dir}/{name}", keep=ctx.keep_checkpoints)
@@ -250,12 +253,17 @@ class IdGenRecLoop:
     self._ckpt["generator"].save(step, orbax_t5x.to_t5x_tree(self.gen_state), {"step": step})
 
   def maybe_restore(self) -> bool:
-    """Restores the latest checkpoint of `model_dir`, if any. Returns whether it did."""
-    if not self._ckpt or self._ckpt["recommender"].latest_step() is None:
+    """Restores the newest checkpoint of `model_dir` that reads back whole (an unreadable one is
+    set aside with a warning: `fail_safe`), if any. Returns whether it did."""
+    if not self._ckpt:
       return False
-    step = self._ckpt["recommender"].latest_step()
-    rec, meta = self._ckpt["recommender"].restore(orbax_t5x.to_t5x_tree(self.rec_state), step)
-    gen, _ = self._ckpt["generator"].restore(orbax_t5x.to_t5x_tree(self.gen_state), step)
+    found = fail_safe.restore_newest_good({
+        "recommender": (self._ckpt["recommender"], orbax_t5x.to_t5x_tree(self.rec_state)),
+        "generator": (self._ckpt["generator"], orbax_t5x.to_t5x_tree(self.gen_state))})
+    if found is None:
+      return False
+    step, restored = found
+    (rec, meta), (gen, _) = restored["recommender"], restored["generator"]
     self.rec_state, self.gen_state = orbax_t5x.from_t5x_tree(rec), orbax_t5x.from_t5x_tree(gen)
     self.position, self.step_in_phase = meta["position"], meta["step_in_phase"]
     self.results = list(meta["results"])
@@ -266,8 +274,12 @@ class IdGenRecLoop:
   # ------------------------------------------------------------------ phases
   def _run_steps(self, rnd: int, phase: str, total: int, step_fn, batch_size: int, batcher, id_batch: bool,
                  max_optimizer_steps: Optional[int] = None):
+    """Steps `step_in_phase` .. `total` of a phase. Saves on the cadence (steps, minutes); saves
+    and raises `_Preempted` once `max_optimizer_steps` are done or a stop is requested (SIGINT /
+    SIGTERM, `self.stop`) before the phase's last step (its end is saved by `run`)."""
     order = functools.lru_cache(maxsize=2)(functools.partial(phase_order, self.ctx, rnd, phase))
-    every = self.ctx.schedule.checkpoint_every_steps
+    sch = self.ctx.schedule
+    cadence = stopping.CheckpointCadence(sch.checkpoint_every_steps, sch.checkpoint_every_minutes)
     metrics = {}
     with tqdm.tqdm(total=total, initial=self.step_in_phase, desc=f"round {rnd} {phase} phase",
                    unit="step") as bar:
@@ -281,12 +293,19 @@ class IdGenRecLoop:
           bar.set_postfix(loss=f"{scalars['loss']:.3f}")
           self.ctx.log_fn({"round": rnd, "phase": phase, "step": self._global_step(),
                            **{f"{phase}/{k}": v for k, v in scalars.items()}})
-        if every and self.step_in_phase % every == 0 and self.step_in_phase < total:
-          self.save()
-        if max_optimizer_steps is not None and self._global_step() >= max_optimizer_steps:
+        if self.step_in_phase == total:
+          break
+        if self._must_stop(max_optimizer_steps):
           self.save()
           raise _Preempted()
+        if cadence.due(self.step_in_phase):
+          self.save()
+          cadence.saved()
     return {k: float(v) for k, v in metrics.items()}
+
+  def _must_stop(self, max_optimizer_steps: Optional[int]) -> bool:
+    return (self.stop.requested or
+            (max_optimizer_steps is not None and self._global_step() >= max_optimizer_steps))
 
   def rec_phase(self, rnd: int, max_optimizer_steps: Optional[int] = None) -> dict[str, float]:
     batcher = _batcher(self.ctx)
@@ -347,10 +366,13 @@ class IdGenRecLoop:
     return metrics
 
   # ------------------------------------------------------------------ the run
-  def run(self, max_optimizer_steps: Optional[int] = None) -> dict[str, Any]:
-    """Runs (or continues) the schedule. With `max_optimizer_steps`, stops (after saving a
-    checkpoint) once that many optimizer steps of both models are done; a later `run()` on a
-    restored loop continues exactly where this one stopped."""
+  def run(self, max_optimizer_steps: Optional[int] = None,
+          stop: Optional[stopping.StopRequest] = None) -> dict[str, Any]:
+    """Runs (or continues) the schedule. Stops, after saving a checkpoint, once
+    `max_optimizer_steps` optimizer steps of both models are done or when `stop` is requested
+    (SIGINT / SIGTERM, see `training.stopping`); a later `run()` on a restored loop continues
+    exactly where this one stopped. The summary then has `complete` False."""
+    self.stop = stop or stopping.StopRequest()
     phases = self.ctx.schedule.phases()
     while self.position < len(phases):
       rnd, phase = phases[self.position]
@@ -360,7 +382,7 @@ class IdGenRecLoop:
         else:
           train_metrics = self.id_phase(rnd, max_optimizer_steps)
       except _Preempted:
-        return summarize(self.results, stopped_at_step=self._global_step())
+        return self._stopped()
       if phase == "id":
         self.regenerate_ids()
       record = {"round": rnd, "phase": phase, "step": self._global_step(), "train": train_metrics}
@@ -374,7 +396,14 @@ class IdGenRecLoop:
       self.position += 1
       self.step_in_phase = 0
       self.save()
+      if self.position < len(phases) and self._must_stop(max_optimizer_steps):
+        return self._stopped()
     return summarize(self.results)
+
+  def _stopped(self) -> dict[str, Any]:
+    summary = summarize(self.results, stopped_at_step=self._global_step())
+    summary["stopped_by"] = self.stop.name or "max_optimizer_steps"
+    return summary
 
 
 class _Preempted(Exception):

@@ -2,15 +2,20 @@
 
   python -m llmrec_jax.eval --gin.evaluate.model_dir="'/tmp/idgenrec_tiny'" \
       [--gin.evaluate.exclude_seen=True] [--gin.evaluate.max_eval_examples=1000] \
-      [--gin.evaluate.decode=@DecodeOptions() --gin.DecodeOptions.output_vocab="'subset'"]
+      [--gin.evaluate.decode=@DecodeOptions() --gin.DecodeOptions.output_vocab="'subset'"] \
+      [--gin.evaluate.data_dir="'/new/place/of/the/dataset'"]
 
 Restores the latest checkpoint (or `step`) with the ID tables it was trained with; prints JSON.
+The model dir may be relative to the working directory. The dataset is the DATA_DIR recorded in
+`model_dir/run_config.json`, or `data_dir` when the dataset moved (another machine); it must
+be the run's dataset (same items and users).
 """
 from __future__ import annotations
 
 import functools
 import json
 import math
+import os
 from typing import Optional
 
 import numpy as np
@@ -21,8 +26,10 @@ from llmrec_jax.data import splits as splits_lib
 
 def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: Optional[int] = None,
              exclude_seen: bool = False, batch_size: int = 32,
-             decode: evaluation.DecodeOptions = evaluation.DecodeOptions()) -> dict:
-  r = inference.restore(model_dir, step=step)
+             decode: evaluation.DecodeOptions = evaluation.DecodeOptions(),
+             data_dir: Optional[str] = None) -> dict:
+  model_dir = os.path.abspath(model_dir)
+  r = inference.restore(model_dir, step=step, data_dir=data_dir)
   split = splits_lib.leave_one_out(r.data, max_his=r.run["max_his"])
   batcher = prompt_batches.PromptBatcher(
       r.tokenizer.encode, None, r.item_ids, idgenrec.load_templates(r.run["template_set"]).train,

@@ -268,5 +268,12 @@ def summarize_gin_config(model_dir: str, summary_writer: Any = None, step: int =
 
 
 def run(main: Callable[[Sequence[str]], None]) -> None:
-  """`absl.app.run(main)` after rewriting `--gin.NAME=VALUE` arguments into `--gin_bindings`."""
-  app.run(main, flags_parser=lambda argv: app.parse_flags_with_usage(rewrite_gin_args(argv)))
+  """`absl.app.run(main)` after rewriting `--gin.NAME=VALUE` arguments into `--gin_bindings`,
+  with quiet logs and one-line user errors (`console`; `--verbosity`, `--verbose`)."""
+  from llmrec_jax import console  # pylint: disable=g-import-not-at-top
+  console.define_flags()
+
+  def quiet_main(argv):
+    console.quiet_logs()
+    console.run_reporting_user_errors(main, argv)
+  app.run(quiet_main, flags_parser=lambda argv: app.parse_flags_with_usage(rewrite_gin_args(argv)))

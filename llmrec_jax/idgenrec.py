@@ -6,6 +6,7 @@ distributions with the recommender's embedding table, so their vocabularies must
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import pathlib
 from typing import Any, Callable, Optional, Sequence
@@ -26,6 +27,13 @@ INITIAL_IDS = ("bootstrap", "reference", "title", "random", "sequential")
 # Schemes whose item IDs need no generator; with `id_epochs = 0` they stay fixed (the ablations).
 FIXED_IDS = ("reference", "title", "random", "sequential")
 TITLE_ID_WORDS = 8
+# Least share of a generator's first item-ID words that are words of the item's own text; below
+# it the bootstrap was too short (`GeneratorAssigner`, `word_share_warning`). Bootstrap targets
+# are all title words. Measured on round-0 IDs (t5_tiny, seed 2023, share / IDs without one):
+# Beauty (first 1,000 items) 200 steps 0.12 / 89% ("s s s s s s", "fsssssssss"), 1,000 steps
+# (runs/cpu_budget.gin) 0.57 / 37%; after 2,000 steps and an ID phase still 0.66 / 18%; the
+# synthetic catalogue 0.60 / 31% at 50 steps, 1.00 / 0% at 200 and 300 (idgenrec_tiny.gin).
+MIN_TEXT_WORD_SHARE = 0.5
 
 
 def load_data(data_dir: str, *, synthetic_users: int = 300, synthetic_items: int = 200,
@@ -88,15 +96,28 @@ def init_model(size: str, vocab_size: int, *, dropout_rate: float, seed: int,
 
 
 class GeneratorAssigner:
-  """Unique item and user IDs from generator params (the `alternating.IdAssigner` protocol)."""
+  """Unique item and user IDs from generator params (the `alternating.IdAssigner` protocol).
+
+  `stats` describes the last assignment ("items", "users"; item stats add "text_word_share" and
+  "no_text_word_ids", see `text_word_stats`) plus "first_items": those two shares of the first
+  item IDs it wrote, `min_text_word_share` and `bootstrap_steps`. That first assignment is the
+  round-0 IDs of `initial_ids='bootstrap'` (both recommender forms); when its share is below
+  `min_text_word_share` one warning line (`word_share_warning`) says the bootstrap was too short.
+  `check_words = False` before the first call skips the check (`initial_ids` does for the other
+  schemes, whose first generated IDs follow an ID phase, not a bootstrap).
+  """
 
   def __init__(self, config: network.T5Config, tokenizer, data: RecData, item_texts: Sequence[str], *,
                options: GeneratorOptions = GeneratorOptions(), max_levels: int = 18,
-               leaky_user_ids: bool = False, progress: bool = True):
+               leaky_user_ids: bool = False, progress: bool = True, bootstrap_steps: Optional[int] = None,
+               min_text_word_share: float = MIN_TEXT_WORD_SHARE):
     self.config, self.tokenizer, self.data = config, tokenizer, data
     self.item_texts = list(item_texts)
     self.options, self.leaky, self.progress = options, leaky_user_ids, progress
     self.schedule = uniqueness.EscalationSchedule(max_levels=max_levels)
+    self.bootstrap_steps, self.min_text_word_share = bootstrap_steps, min_text_word_share
+    self.check_words = True
+    self.first_items: dict[str, Any] = {}
     self.stats: dict[str, Any] = {}
 
   def item_ids(self, gen_params: Any) -> list[str]:
@@ -104,18 +125,67 @@ class GeneratorAssigner:
     gen = T5IdGenerator(self.config, gen_params, self.tokenizer, self.options, progress=self.progress)
     key = assign.token_key_fn(self.tokenizer)
     items = assign.assign_ids(gen, self.item_texts, self.schedule, uniqueness.IdNamespace(key))
-    self.stats = {"items": assign.id_stats(items.ids, items, None, key)}
+    self.stats = {"items": self._item_stats(items, key)}
+    self._add_first_items()
     return list(items.ids)
 
   def __call__(self, gen_params: Any, item_ids: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     gen = T5IdGenerator(self.config, gen_params, self.tokenizer, self.options, progress=self.progress)
     key = assign.token_key_fn(self.tokenizer)
     items = assign.assign_ids(gen, self.item_texts, self.schedule, uniqueness.IdNamespace(key))
+    item_stats = self._item_stats(items, key)
     texts = user_ids.user_history_texts(self.data, items.ids, leaky=self.leaky)
     users = assign.assign_ids(gen, texts, self.schedule, uniqueness.IdNamespace(key))
-    self.stats = {"items": assign.id_stats(items.ids, items, None, key),
-                  "users": assign.id_stats(users.ids, users, None, key)}
+    self.stats = {"items": item_stats, "users": assign.id_stats(users.ids, users, None, key)}
+    self._add_first_items()
     return list(items.ids), list(users.ids)
+
+  def _item_stats(self, items: uniqueness.AssignmentResult, key) -> dict[str, Any]:
+    """`assign.id_stats` plus `text_word_stats`; on the first checked call, records them in
+    `first_items` and logs `word_share_warning` when it has one."""
+    stats = {**assign.id_stats(items.ids, items, None, key), **text_word_stats(items.ids, self.item_texts)}
+    if self.check_words:
+      self.check_words = False
+      self.first_items = {"text_word_share": stats["text_word_share"],
+                          "no_text_word_ids": stats["no_text_word_ids"],
+                          "min_text_word_share": self.min_text_word_share, "bootstrap_steps": self.bootstrap_steps}
+      if stats["text_word_share"] < self.min_text_word_share:
+        log.warning(word_share_warning(
+            stats["text_word_share"], stats["no_text_word_ids"], threshold=self.min_text_word_share,
+            bootstrap_steps=self.bootstrap_steps, examples=_wordless_examples(items.ids, self.item_texts)))
+    return stats
+
+  def _add_first_items(self) -> None:
+    if self.first_items:
+      self.stats["first_items"] = self.first_items
+
+
+def text_word_stats(ids: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
+  """{"text_word_share": share of all ID words that are words of their item's text,
+  "no_text_word_ids": share of IDs with none} (`keywords.title_word_share` / `wordless_id_share`)."""
+  return {"text_word_share": keywords.title_word_share(ids, texts),
+          "no_text_word_ids": keywords.wordless_id_share(ids, texts)}
+
+
+def word_share_warning(share: float, wordless: float, *, threshold: float = MIN_TEXT_WORD_SHARE,
+                       bootstrap_steps: Optional[int] = None, examples: Sequence[str] = ()) -> Optional[str]:
+  """The one-line warning for a generator's first item IDs whose words are mostly not words of
+  their item's text (`share` < `threshold`; `wordless`: share of IDs with none of them), e.g.
+  "oz" or "ssssssssss" after a 200-step bootstrap; None when `share` >= `threshold`."""
+  if share >= threshold:
+    return None
+  steps = f"after {bootstrap_steps} bootstrap steps" if bootstrap_steps is not None else "bootstrap steps unknown"
+  seen = f" (e.g. {', '.join(repr(e) for e in examples)})" if examples else ""
+  return (f"generated item IDs: {share:.1%} of their words are words of the item's own text, below "
+          f"{threshold:.0%}; {wordless:.1%} of IDs have none{seen}; {steps}. The generator's bootstrap "
+          f"was too short to teach it to copy text words: raise bootstrap_steps "
+          f"(--gin.train_script.train.bootstrap_steps=2000, as idgenrec.gin)")
+
+
+def _wordless_examples(ids: Sequence[str], texts: Sequence[str], limit: int = 3) -> list[str]:
+  """The first `limit` IDs with no word of their text."""
+  wordless = (tid for tid, text in zip(ids, texts) if keywords.wordless_id_share([tid], [text]) == 1.0)
+  return list(itertools.islice(wordless, limit))
 
 
 def needs_generator(initial_ids: str, schedule: alternating.Schedule) -> bool:
@@ -143,12 +213,16 @@ def initial_ids(kind: str, data: RecData, data_dir: str, *, assigner: Optional[G
   bootstrap: from the (bootstrapped) generator. reference: the released IDs; users from the
   generator when `assigner` is given, else `fixed_user_ids`. title / random / sequential: see
   `fixed_item_ids`; users `fixed_user_ids`. With `encode` (text -> token ids), item IDs of the
-  non-generator schemes are made unique as token sequences, not only as strings."""
+  non-generator schemes are made unique as token sequences, not only as strings. Only
+  'bootstrap' keeps the assigner's check of its first item IDs (`GeneratorAssigner.check_words`):
+  with the other schemes its first item IDs come after an ID phase."""
   _check_kind(kind)
   if kind == "bootstrap":
     if assigner is None:
       raise ValueError("initial_ids='bootstrap' needs the generator (an assigner)")
     return assigner(gen_params)
+  if assigner is not None:
+    assigner.check_words = False
   items = fixed_item_ids(kind, data, data_dir, encode=encode, seed=seed)
   if kind != "reference" or assigner is None:
     return items, fixed_user_ids(data)

@@ -3,34 +3,39 @@
   python -m llmrec_jax.infer --gin.infer.model_dir="'/tmp/idgenrec_tiny'" \
       --gin.infer.users="['U00001']"            # users of the dataset (their full history)
   python -m llmrec_jax.infer ... --gin.infer.history="['I00003', 'I00017']"   # any history of item ids
+  python -m llmrec_jax.infer ... --gin.infer.data_dir="'/new/place/of/the/dataset'"  # moved dataset
 
-The data, tokenizer and sizes come from what `llmrec_jax.train` recorded in the model dir.
+The data, tokenizer and sizes come from what `llmrec_jax.train` recorded in the model dir (which
+may be relative to the working directory); `data_dir` replaces the recorded DATA_DIR when the
+dataset moved (another machine) and must be the run's dataset (same items and users).
 
 Prints, per query, the K items best first: item id, title, textual ID and score.
 """
 from __future__ import annotations
 
 import json
+import os
 from typing import Optional, Sequence
 
 from llmrec_jax import idgenrec, inference
 
 
 def infer(*, model_dir: str, users: Sequence[str] = (), history: Sequence[str] = (), top_k: int = 10,
-          exclude_seen: bool = False, step: Optional[int] = None) -> list[dict]:
+          exclude_seen: bool = False, step: Optional[int] = None, data_dir: Optional[str] = None
+          ) -> list[dict]:
   """Recommendations for dataset users (their whole sequence as history) and/or one item history."""
-  r = inference.restore(model_dir, step=step)
-  data_dir = r.run["data_dir"]
+  r = inference.restore(os.path.abspath(model_dir), step=step, data_dir=data_dir)
+  data_dir = r.data_dir
   queries = []
   for u in users:
     if u not in r.data.user_index:
-      raise KeyError(f"unknown user {u!r} in {data_dir}")
+      raise ValueError(f"unknown user {u!r} in {data_dir}")
     idx = r.data.user_index[u]
     queries.append((u, r.user_ids[idx], r.data.sequences[idx].tolist()))
   if history:
     missing = [i for i in history if i not in r.data.item_index]
     if missing:
-      raise KeyError(f"unknown item ids {missing} in {data_dir}")
+      raise ValueError(f"unknown item ids {missing} in {data_dir}")
     queries.append(("<history>", "user", [r.data.item_index[i] for i in history]))
   if not queries:
     raise ValueError("give infer.users and/or infer.history")

@@ -22,39 +22,75 @@ class Restored:
   item_ids: list[str]
   user_ids: list[str]
   step: int
-  run: dict[str, Any]
+  run: dict[str, Any]  # run_config.json as recorded
+  data_dir: str  # the dataset actually loaded: the recorded DATA_DIR or the override
 
 
-def restore(model_dir: str, step: Optional[int] = None) -> Restored:
+def restore(model_dir: str, step: Optional[int] = None, data_dir: Optional[str] = None) -> Restored:
   """The recommender params and ID tables of a checkpoint in `model_dir/recommender`, with the
-  data, tokenizer and sizes that `llmrec_jax.train` recorded in `model_dir`."""
+  data, tokenizer and sizes that `llmrec_jax.train` recorded in `model_dir`.
+
+  `model_dir` may be relative to the working directory. `data_dir`, when given, replaces the
+  recorded DATA_DIR (a moved dataset, another machine); it must hold as many items and users
+  as the checkpoint's ID tables. Fails before loading params when the run is a decoder-only
+  one or its dataset is missing or does not match.
+  """
   import json  # pylint: disable=g-import-not-at-top
   from llmrec_jax.indexing import text_tokens  # pylint: disable=g-import-not-at-top
+  model_dir = os.path.abspath(model_dir)
   cfg_path = os.path.join(model_dir, "run_config.json")
   if not os.path.isfile(cfg_path):
     raise FileNotFoundError(f"{cfg_path} not found: is {model_dir} a llmrec_jax.train model dir?")
   with open(cfg_path, encoding="utf-8") as f:
     run = json.load(f)
-  data = idgenrec.load_data(run["data_dir"], synthetic_users=run["synthetic_users"],
-                            synthetic_items=run["synthetic_items"], seed=run["seed"])
-  tokenizer = text_tokens.load_sentencepiece(os.path.join(model_dir, "spiece.model"))
-  config = model_sizes.t5_config(run["rec_size"], vocab_size=run["vocab_size"], dropout_rate=0.0)
-  model = models.EncoderDecoderModel(network.Transformer(config))
-  manager = orbax_t5x.CheckpointManager(f"{model_dir}/recommender")
+  manager = orbax_t5x.CheckpointManager(os.path.join(model_dir, "recommender"))
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {model_dir}/recommender")
-  params, meta = _restore_params(manager.directory, step)
-  return Restored(data, tokenizer, model, params, list(meta["item_ids"]), list(meta["user_ids"]), step, run)
+  ckpt_path = os.path.join(manager.directory, f"{orbax_t5x.STEP_PREFIX}_{step}")
+  meta = _restore_metadata(ckpt_path)
+  if "item_ids" not in meta and "item_tokens" in meta:  # the stream trainer's metadata
+    raise ValueError(f"{model_dir} is a decoder-only (rec_form='decoder_only') run: eval and infer "
+                     f"support encoder-decoder runs; its test metrics are in {model_dir}/results.json")
+  data_dir = _data_dir(run, cfg_path, data_dir)
+  data = idgenrec.load_data(data_dir, synthetic_users=run["synthetic_users"],
+                            synthetic_items=run["synthetic_items"], seed=run["seed"])
+  for what, n_data, n_ckpt in (("items", data.num_items, len(meta["item_ids"])),
+                               ("users", data.num_users, len(meta["user_ids"]))):
+    if n_data != n_ckpt:
+      raise ValueError(f"dataset {data_dir} has {n_data} {what} but checkpoint {ckpt_path} has "
+                       f"{n_ckpt} in its ID table: it is not the dataset of this run")
+  tokenizer = text_tokens.load_sentencepiece(os.path.join(model_dir, "spiece.model"))
+  config = model_sizes.t5_config(run["rec_size"], vocab_size=run["vocab_size"], dropout_rate=0.0)
+  model = models.EncoderDecoderModel(network.Transformer(config))
+  params = _restore_params(ckpt_path)
+  return Restored(data, tokenizer, model, params, list(meta["item_ids"]), list(meta["user_ids"]), step,
+                  run, data_dir)
 
 
-def _restore_params(directory: str, step: int):
-  """The params (`target`) of T5X's state tree at `step`, plus the JSON metadata (ID tables)."""
+def _data_dir(run: dict[str, Any], cfg_path: str, override: Optional[str]) -> str:
+  """`override` (made absolute), else the recorded DATA_DIR, which must still exist."""
+  if override is not None:
+    return override if override == idgenrec.SYNTHETIC else os.path.abspath(override)
+  recorded = run["data_dir"]
+  if recorded != idgenrec.SYNTHETIC and not os.path.isdir(recorded):
+    raise FileNotFoundError(
+        f"{cfg_path} records DATA_DIR {recorded}, which does not exist (moved dataset, another "
+        f"machine?): pass the dataset's location with --gin.evaluate.data_dir=\"'/path'\" "
+        f"(eval) or --gin.infer.data_dir=\"'/path'\" (infer)")
+  return recorded
+
+
+def _restore_metadata(path: str) -> dict[str, Any]:
+  """The JSON metadata (ID tables) of the checkpoint folder `path`."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  path = f"{directory}/{orbax_t5x.STEP_PREFIX}_{step}"
-  tree = ocp.PyTreeCheckpointer().restore(f"{path}/state")
-  meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(f"{path}/metadata")
-  return tree["target"], meta
+  return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(f"{path}/metadata")
+
+
+def _restore_params(path: str):
+  """The params (`target`) of T5X's state tree in the checkpoint folder `path`."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  return ocp.PyTreeCheckpointer().restore(f"{path}/state")["target"]
 
 
 def recommend(r: Restored, histories: Sequence[Sequence[int]], user_ids: Sequence[str], *, top_k: int = 10,

@@ -6,14 +6,23 @@ becomes one TensorBoard point per scalar and one JSON line `{"step": step, **sca
 `model_dir/metrics.jsonl`. Put a `round` scalar in the dict to mark alternating-training rounds
 (`llmrec_jax.report` draws the boundaries). Non-zero hosts get a writer that drops everything.
 
+A resumed run logs again from the step of its checkpoint. Both files keep one history: the first
+write after a model dir is (re)opened, at step S, drops what the killed run had logged at steps
+>= S (`_ResumePoint`), from `metrics.jsonl` and from the TensorBoard events files of the folder.
+The resumed run's events go to a new events file in the same folder, which TensorBoard shows as
+the same run.
+
 Note: importing this module imports TensorFlow (clu's TensorBoard writer); `report.py` does not.
 """
 from __future__ import annotations
 
+import glob
 import json
 import numbers
 import os
-from typing import Any, Mapping, Optional
+import struct
+import tempfile
+from typing import Any, Callable, Mapping, Optional
 
 from clu.metric_writers import interface
 from clu.metric_writers import logging_writer
@@ -21,6 +30,7 @@ from clu.metric_writers import multi_writer
 from clu.metric_writers import summary_writer
 import jax
 import numpy as np
+from tensorboard.compat.proto import event_pb2
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -34,6 +44,33 @@ def _json_scalar(name: str, value: Any) -> int | float:
   if isinstance(item, bool) or not isinstance(item, numbers.Real):
     raise ValueError(f"metric {name!r} is not a real number: {value!r}")
   return int(item) if isinstance(item, numbers.Integral) else float(item)
+
+
+class _ResumePoint:
+  """Calls `drop(step)` once, at a writer's first write, with that write's step.
+
+  A resumed run logs again from the step of its checkpoint, so the first step a writer writes
+  after a model dir is (re)opened is where the run resumed; what the writer found on disk at a
+  step >= it was logged by the killed run after that checkpoint and is to be dropped. A fresh
+  run's first write finds nothing to drop.
+  """
+
+  def __init__(self, drop: Callable[[int], None]):
+    self._drop: Optional[Callable[[int], None]] = drop
+
+  def reached(self, step: int) -> None:
+    if self._drop is not None:
+      drop, self._drop = self._drop, None
+      drop(int(step))
+
+
+def _replace_file(path: str, data: bytes) -> None:
+  """Writes `path` through a temporary file, so a kill leaves the old or the new content. The
+  temporary name does not contain `path`'s: TensorBoard reads any file named like 'tfevents'."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".replacing-")
+  with os.fdopen(fd, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
 
 
 class JsonlWriter(interface.MetricWriter):
@@ -56,24 +93,23 @@ class JsonlWriter(interface.MetricWriter):
     # Line-buffered: each record is one write(), so writers of several collections can append
     # to the same file without interleaving partial lines.
     self._old_lines = set(_read_lines(path))  # what a resumed run may have to drop
+    self._resume = _ResumePoint(self._drop_old_records_from)
     self._file = open(path, "a", buffering=1, encoding="utf-8")  # pylint: disable=consider-using-with
 
   def _drop_old_records_from(self, step: int) -> None:
+    if not self._old_lines:
+      return
     self._file.close()
     kept = [line for line in _read_lines(self.path)
             if line not in self._old_lines or json.loads(line).get("step", -1) < step]
-    tmp = f"{self.path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write("".join(line + "\n" for line in kept))
-    os.replace(tmp, self.path)
+    _replace_file(self.path, "".join(line + "\n" for line in kept).encode("utf-8"))
+    self._old_lines = set()
     self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # pylint: disable=consider-using-with
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     if "step" in scalars:
       raise ValueError("'step' is reserved in metrics.jsonl; pass it as the step argument")
-    if self._old_lines:
-      self._drop_old_records_from(int(step))
-      self._old_lines = set()
+    self._resume.reached(step)
     record = {"step": int(step)}
     for k, v in sorted(scalars.items()):
       record[k if k == "round" else self._prefix + k] = _json_scalar(k, v)
@@ -120,9 +156,90 @@ def _read_lines(path: str) -> list[str]:
     return [line.rstrip("\n") for line in f if line.strip()]
 
 
+class TensorBoardWriter(summary_writer.SummaryWriter):
+  """clu's TensorBoard writer (a new events file in `logdir`), resume-aware like `JsonlWriter`.
+
+  The first write, at step S, rewrites the events files that were in `logdir` when this writer
+  was opened without their summary events at steps >= S (the killed run's points after its
+  checkpoint), so each tag keeps one point per step across the files of the folder. Events
+  without a summary (the file version header, graphs, session logs) are kept, and so is every
+  file created after this writer was opened. `write_hparams` has no step and does not count as
+  the first write.
+  """
+
+  def __init__(self, logdir: str):
+    # Listed before clu creates this writer's own events file.
+    self._old_files = sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*")))
+    self._resume = _ResumePoint(self._drop_old_events_from)
+    super().__init__(logdir)
+
+  def _drop_old_events_from(self, step: int) -> None:
+    for path in self._old_files:
+      _drop_events_from(path, step)
+
+  def write_summaries(self, step, values, metadata=None) -> None:
+    self._resume.reached(step)
+    super().write_summaries(step, values, metadata)
+
+  def write_scalars(self, step, scalars) -> None:
+    self._resume.reached(step)
+    super().write_scalars(step, scalars)
+
+  def write_images(self, step, images) -> None:
+    self._resume.reached(step)
+    super().write_images(step, images)
+
+  def write_audios(self, step, audios, *, sample_rate) -> None:
+    self._resume.reached(step)
+    super().write_audios(step, audios, sample_rate=sample_rate)
+
+  def write_texts(self, step, texts) -> None:
+    self._resume.reached(step)
+    super().write_texts(step, texts)
+
+  def write_histograms(self, step, arrays, num_buckets=None) -> None:
+    self._resume.reached(step)
+    super().write_histograms(step, arrays, num_buckets)
+
+
+def _tfrecords(data: bytes) -> list[bytes]:
+  """The records of a TFRecord file, each whole (8-byte length, 4-byte length CRC, payload,
+  4-byte payload CRC), so they can be written back unchanged. A last record cut short (a kill
+  during a write) is left out: no reader can use it."""
+  records, pos = [], 0
+  while pos + 12 <= len(data):
+    (length,) = struct.unpack_from("<Q", data, pos)
+    end = pos + 12 + length + 4
+    if end > len(data):
+      break
+    records.append(data[pos:end])
+    pos = end
+  return records
+
+
+def _drop_events_from(path: str, step: int) -> None:
+  """Rewrites the events file `path` without its summary events at steps >= `step` (a no-op when
+  it has none, or when the file is gone)."""
+  if not os.path.isfile(path):
+    return
+  with open(path, "rb") as f:
+    data = f.read()
+  records = _tfrecords(data)
+  kept = []
+  for record in records:
+    event = event_pb2.Event.FromString(record[12:-4])
+    if not event.HasField("summary") or event.step < step:
+      kept.append(record)
+  if len(kept) < len(records) or sum(map(len, records)) < len(data):
+    _replace_file(path, b"".join(kept))
+
+
 def create_metric_writer(log_dir: str, *, tensorboard: bool = True, log_to_stdout: bool = True,
                          collection: Optional[str] = None) -> interface.MetricWriter:
   """The metric writer of one run: `metrics.jsonl` + TensorBoard (+ absl logging), host 0 only.
+
+  On a resumed run, its first write at step S drops the killed run's points at steps >= S from
+  both files (see the module docstring).
 
   Args:
     log_dir: the model dir (or a sub-folder per collection, see below).
@@ -138,7 +255,7 @@ def create_metric_writer(log_dir: str, *, tensorboard: bool = True, log_to_stdou
   prefix = f"{collection}/" if collection else ""
   writers: list[interface.MetricWriter] = [JsonlWriter(os.path.join(log_dir, METRICS_FILE), prefix)]
   if tensorboard:
-    writers.append(summary_writer.SummaryWriter(os.path.join(log_dir, collection or "")))
+    writers.append(TensorBoardWriter(os.path.join(log_dir, collection or "")))
   if log_to_stdout:
     writers.append(logging_writer.LoggingWriter(collection=collection))
   return multi_writer.MultiWriter(writers)

@@ -2,7 +2,7 @@
 
 One run: a PNG (default `RUN_DIR/metrics.png`) with one panel per metric against the step.
 When records carry a `round` field (alternating training), dashed vertical lines mark the steps
-where a new round starts.
+where a new round starts (the step of the previous round's last record, see `round_boundaries`).
 Several runs: learning curves on shared axes (default `curves.png` in the current directory):
 each `--metrics` name (default validation HR@10 and NDCG@10) against each `--x` key (default
 wall-clock `minutes` and `epoch`; `step` is the optimizer step), one line per run, labelled by
@@ -64,13 +64,17 @@ def metric_series(records: Sequence[dict[str, Any]]) -> dict[str, tuple[np.ndarr
 
 
 def round_boundaries(records: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
-  """[(step, round)] where the round differs from the previous record's (by step order)."""
+  """[(step, round)] for each round after the first: the step of the last record of the round
+  before it (records ordered by step, then round), which is where the new round starts.
+
+  A record's step counts the optimizer steps done. The alternating loop logs its train metrics
+  every 50 steps of a phase and at the phase's last step, then a phase-end record at that same
+  step; so the previous round's last record sits at its exact end step, while the new round's
+  first record may come up to 50 steps after the round started.
+  """
   rounds = sorted((r["step"], r["round"]) for r in records if "round" in r)
-  out = []
-  for i, (step, rnd) in enumerate(rounds):
-    if i and rnd != rounds[i - 1][1]:
-      out.append((step, rnd))
-  return out
+  return [(rounds[i - 1][0], rnd) for i, (_, rnd) in enumerate(rounds)
+          if i and rnd != rounds[i - 1][1]]
 
 
 def plot_metrics(records: Sequence[dict[str, Any]], out_path: str, title: Optional[str] = None,

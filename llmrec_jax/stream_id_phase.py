@@ -28,10 +28,11 @@ import tqdm
 
 from llmrec_jax import decoder_model, id_phase, models, optimizers, stream_training
 from llmrec_jax import trainer as trainer_lib
-from llmrec_jax.checkpoints import orbax_t5x
+from llmrec_jax.checkpoints import fail_safe, orbax_t5x
 from llmrec_jax.data import item_streams
 from llmrec_jax.decoding import trie_walk
 from llmrec_jax.train_state import TrainState
+from llmrec_jax.training import stopping
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +169,19 @@ class StreamAlternation:
         mixing=id_phase.Mixing(schedule.mixing)), tx, dropout_seed=rec.schedule.seed + 1)
     self._gen_ckpt = None
     if rec.model_dir:
-      self._gen_ckpt = orbax_t5x.CheckpointManager(os.path.join(rec.model_dir, "generator"), keep=1)
+      self._gen_ckpt = orbax_t5x.CheckpointManager(os.path.join(rec.model_dir, "generator"), keep=2)
 
-  def _id_phase(self, rnd: int) -> dict[str, float]:
+  def _id_phase(self, rnd: int) -> Optional[dict[str, float]]:
+    """`id_steps` generator updates through the frozen recommender; None when a stop request
+    (SIGINT / SIGTERM) came first."""
     s, rec = self.schedule, self.rec
     batcher = IdStreamBatcher(self.text_NxL, rec.item_tokens, rec.choices,
                               max_items=s.id_max_items, eos_id=rec.eos_id)
     rng = np.random.default_rng([rec.schedule.seed, rnd, 7])
     losses = []
     for _ in tqdm.trange(s.id_steps, desc=f"ID phase {rnd}", leave=False):
+      if rec.stop.requested:   # not saved: a resumed run redoes this phase from its start
+        return None
       users = rng.choice(len(rec.sequences), s.id_batch_size, replace=False)
       batch = batcher.batch([rec.sequences[u][:-2] for u in users])
       self.gen_state, m = self.id_trainer.train(self.gen_state, batch, rec.state.params,
@@ -194,21 +199,33 @@ class StreamAlternation:
     return changed
 
   def maybe_restore(self) -> bool:
+    """Restores the recommender (`StreamTrainer.maybe_restore`) and the generator as it was at
+    that checkpoint: the generator checkpoint of its last ID phase (step `other_steps`), or the
+    initial generator when the recommender's checkpoint precedes every ID phase."""
     restored = self.rec.maybe_restore()
-    if restored and self._gen_ckpt and self._gen_ckpt.latest_step() is not None:
-      tree, _ = self._gen_ckpt.restore(orbax_t5x.to_t5x_tree(self.gen_state))
+    gen_step = int(self.rec.extra.get("other_steps", 0)) if restored else 0
+    if gen_step and self._gen_ckpt:
+      if gen_step not in self._gen_ckpt.all_steps():
+        raise fail_safe.NoGoodCheckpointError(
+            f"{self._gen_ckpt.step_path(gen_step)} (the generator of the restored recommender "
+            "checkpoint) is missing")
+      tree, _ = self._gen_ckpt.restore(orbax_t5x.to_t5x_tree(self.gen_state), gen_step)
       self.gen_state = orbax_t5x.from_t5x_tree(tree)
     return restored
 
-  def run(self, stop_after_epoch: Optional[int] = None) -> Optional[dict[str, Any]]:
+  def run(self, stop_after_epoch: Optional[int] = None,
+          stop: Optional[stopping.StopRequest] = None) -> Optional[dict[str, Any]]:
     """Every round's rec epochs, ID phase and regeneration, then the test (None when
-    `stop_after_epoch` stopped it, as a kill would)."""
+    `stop_after_epoch` stopped it, as a kill would, or `stop` did: SIGINT / SIGTERM)."""
+    self.rec.stop = stop or self.rec.stop
     per_round = self.rec.schedule.epochs // self.schedule.rounds
     for rnd in range(self.schedule.rounds):
       if not self.rec.train_until((rnd + 1) * per_round, stop_after_epoch):
         return None
       if rnd + 1 < self.schedule.rounds and self.rec.extra.get("id_phases", 0) <= rnd:
         stats = self._id_phase(rnd)
+        if stats is None:
+          return None
         stats["changed_ids"] = self._regenerate()
         log.info("round %d ID phase: %s", rnd, stats)
         self.rec.extra.setdefault("id_rounds", []).append(stats)

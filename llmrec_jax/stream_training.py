@@ -15,6 +15,7 @@ results as an uninterrupted one: the batches of an epoch depend only on (seed, e
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import time
@@ -26,10 +27,11 @@ import optax
 import tqdm
 
 from llmrec_jax import decoder_model, evaluation, optimizers, trainer as trainer_lib
-from llmrec_jax.checkpoints import orbax_t5x
+from llmrec_jax.checkpoints import fail_safe, orbax_t5x
 from llmrec_jax.data import item_streams
 from llmrec_jax.metrics import ranking
 from llmrec_jax.train_state import TrainState
+from llmrec_jax.training import stopping
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class StreamSchedule:
     select_on: validation metric that picks the parameters to test.
     trie_softmax: train and decode with the item trie's distribution
       (`DecoderOnlyModel(trie_softmax=True)`); False: the full-vocabulary softmax.
+    checkpoint_every_minutes: also checkpoint inside an epoch this often (0: only at
+      validation points); a resumed run continues from that batch.
     seed: init, batch order, dropout and user samples.
   """
   epochs: int = 10
@@ -71,6 +75,7 @@ class StreamSchedule:
   num_beams: int = 10
   select_on: str = "ndcg@10"
   trie_softmax: bool = True
+  checkpoint_every_minutes: float = 10.0
   seed: int = 0
 
   def __post_init__(self):
@@ -134,13 +139,19 @@ class StreamTrainer:
     tx = optimizers.adamw(lr, weight_decay=schedule.weight_decay)
     self.trainer = trainer_lib.Trainer(model.loss_fn, tx, dropout_seed=schedule.seed)
     self.state = TrainState.create(params, tx)
-    self.best_params, self.best, self.epoch, self.curve = params, None, 0, []
+    # A host copy: the train steps donate (reuse) the buffers that `params` shares with the state.
+    self.best_params = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), params)
+    self.best, self.epoch, self.curve = None, 0, []
+    # Inside an epoch: batches done and their metrics (saved by a checkpoint inside an epoch).
+    self.batch_in_epoch, self.epoch_metrics = 0, []
+    self.stop = stopping.StopRequest()
     self.best_item_tokens = self.item_tokens
     self.extra: dict[str, Any] = {}  # the owner's JSON state, checkpointed with the recommender
     self.model_dir, self.log_fn = model_dir, log_fn or (lambda record: None)
     self._ckpt = None
     if model_dir:
-      self._ckpt = {name: orbax_t5x.CheckpointManager(os.path.join(model_dir, name), keep=1)
+      # Two of each: a bad newest checkpoint falls back to the one before (`fail_safe`).
+      self._ckpt = {name: orbax_t5x.CheckpointManager(os.path.join(model_dir, name), keep=2)
                     for name in ("recommender", "best")}
     self._train_seconds = 0.0  # in train steps
     self._wall_seconds = 0.0  # of earlier sessions of this run (restored)
@@ -196,7 +207,8 @@ class StreamTrainer:
   def save(self) -> None:
     if not self._ckpt:
       return
-    meta = {"epoch": self.epoch, "best": self.best, "curve": self.curve,
+    meta = {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "epoch_metrics": self.epoch_metrics, "best": self.best, "curve": self.curve,
             "train_seconds": self._train_seconds, "wall_seconds": self._wall(),
             "item_tokens": self.item_tokens, "extra": self.extra}
     # Checkpoint number: all optimizer updates so far, the owner's too (an ID phase's).
@@ -206,14 +218,20 @@ class StreamTrainer:
                             {"best": self.best, "item_tokens": self.best_item_tokens})
 
   def maybe_restore(self) -> bool:
-    """Restores the latest checkpoint of `model_dir`, if any. Returns whether it did."""
-    if not self._ckpt or self._ckpt["recommender"].latest_step() is None:
+    """Restores the newest checkpoint of `model_dir` that reads back whole (an unreadable one is
+    set aside with a warning: `fail_safe`), if any. Returns whether it did."""
+    if not self._ckpt:
       return False
-    tree, meta = self._ckpt["recommender"].restore(orbax_t5x.to_t5x_tree(self.state))
+    found = fail_safe.restore_newest_good({
+        "recommender": (self._ckpt["recommender"], orbax_t5x.to_t5x_tree(self.state)),
+        "best": (self._ckpt["best"], {"params": self.best_params})})
+    if found is None:
+      return False
+    (tree, meta), (best, best_meta) = found[1]["recommender"], found[1]["best"]
     self.state = orbax_t5x.from_t5x_tree(tree)
-    best, best_meta = self._ckpt["best"].restore({"params": self.best_params})
     self.best_params, self.best_item_tokens = best["params"], best_meta["item_tokens"]
     self.epoch, self.best, self.curve = meta["epoch"], meta["best"], list(meta["curve"])
+    self.batch_in_epoch, self.epoch_metrics = meta["batch_in_epoch"], list(meta["epoch_metrics"])
     self.extra = dict(meta["extra"])
     if meta["item_tokens"] != self.item_tokens:
       self.set_item_tokens(meta["item_tokens"])
@@ -227,20 +245,37 @@ class StreamTrainer:
     return self._wall_seconds + time.time() - self._wall_start
 
   # -------------------------------------------------------------------- training
-  def train_epoch(self) -> dict[str, float]:
-    """One pass over every stream; returns the epoch's mean loss and per-item NLL."""
-    metrics = []
+  def train_epoch(self) -> Optional[dict[str, float]]:
+    """The rest of the current epoch (from `batch_in_epoch`); returns its mean loss and per-item
+    NLL, or None when a stop request (`self.stop`) ended it early after a checkpoint. Also
+    checkpoints every `checkpoint_every_minutes` inside the epoch."""
+    cadence = stopping.CheckpointCadence(every_minutes=self.schedule.checkpoint_every_minutes)
+    pending = []  # device metrics since the last host sync
     start = time.time()
-    for batch in tqdm.tqdm(self._batches(self.epoch), total=self.steps_per_epoch,
+    batches = itertools.islice(self._batches(self.epoch), self.batch_in_epoch, None)
+    for batch in tqdm.tqdm(batches, total=self.steps_per_epoch, initial=self.batch_in_epoch,
                            desc=f"epoch {self.epoch}", leave=False):
       self.state, m = self.trainer.train(self.state, batch, *self._aux())
-      metrics.append({k: m[k] for k in ("loss", "item_nll", "num_items")})
-    metrics = jax.device_get(metrics)  # one host sync per epoch: steps stay asynchronous
-    self._train_seconds += time.time() - start
+      pending.append({k: m[k] for k in ("loss", "item_nll", "num_items")})
+      self.batch_in_epoch += 1
+      if self.batch_in_epoch < self.steps_per_epoch and (self.stop.requested or cadence.due(self.batch_in_epoch)):
+        self._sync(pending, start)
+        pending, start = [], time.time()
+        self.save()
+        cadence.saved()
+        if self.stop.requested:
+          return None
+    self._sync(pending, start)
+    metrics, self.epoch_metrics, self.batch_in_epoch = self.epoch_metrics, [], 0
     self.epoch += 1
-    items = sum(float(m["num_items"]) for m in metrics)
-    return {"loss": float(np.mean([m["loss"] for m in metrics])),
-            "item_nll": sum(float(m["item_nll"] * m["num_items"]) for m in metrics) / max(items, 1.0)}
+    items = sum(m["num_items"] for m in metrics)
+    return {"loss": float(np.mean(np.asarray([m["loss"] for m in metrics], np.float64))),
+            "item_nll": sum(m["item_nll"] * m["num_items"] for m in metrics) / max(items, 1.0)}
+
+  def _sync(self, pending: list[dict[str, Any]], start: float) -> None:
+    """Moves step metrics to the host (one sync: the steps between stay asynchronous)."""
+    self.epoch_metrics += [{k: float(v) for k, v in m.items()} for m in jax.device_get(pending)]
+    self._train_seconds += time.time() - start
 
   def validate(self, train_metrics: dict[str, float]) -> dict[str, Any]:
     s = self.schedule
@@ -260,12 +295,15 @@ class StreamTrainer:
 
   def train_until(self, epoch: int, stop_after_epoch: Optional[int] = None) -> bool:
     """Trains up to `epoch` (validating and checkpointing on the schedule's cadence and at
-    `epoch`). Returns False when `stop_after_epoch` stopped it first, as a kill would."""
+    `epoch`). Returns False when `stop_after_epoch` stopped it first, as a kill would, or a stop
+    request did (after a checkpoint)."""
     s = self.schedule
     while self.epoch < epoch:
       if stop_after_epoch is not None and self.epoch >= stop_after_epoch:
         return False
       train_metrics = self.train_epoch()
+      if train_metrics is None:
+        return False
       if self.epoch % s.eval_every_epochs == 0 or self.epoch in (epoch, s.epochs):
         self.validate(train_metrics)
         self.save()
@@ -279,8 +317,11 @@ class StreamTrainer:
     return {"best": self.best, "test": test, "curve": self.curve,
             "steps_per_epoch": self.steps_per_epoch}
 
-  def run(self, stop_after_epoch: Optional[int] = None) -> Optional[dict[str, Any]]:
-    """Trains the remaining epochs, then tests (None when `stop_after_epoch` stopped it)."""
+  def run(self, stop_after_epoch: Optional[int] = None,
+          stop: Optional[stopping.StopRequest] = None) -> Optional[dict[str, Any]]:
+    """Trains the remaining epochs, then tests (None when `stop_after_epoch` or `stop`, set by
+    SIGINT / SIGTERM, stopped it; a checkpoint was saved)."""
+    self.stop = stop or self.stop
     if not self.train_until(self.schedule.epochs, stop_after_epoch):
       return None
     return self.test()

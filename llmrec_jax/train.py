@@ -12,12 +12,15 @@ import json
 import logging
 import os
 import shutil
+import signal
+import sys
 from typing import Any, Optional, Sequence
 
 from llmrec_jax import alternating, evaluation, id_phase, idgenrec, models, network, partitioning
-from llmrec_jax import stream_id_phase, stream_training
-from llmrec_jax.data import id_tables, item_text, splits as splits_lib
-from llmrec_jax.indexing import text_tokens
+from llmrec_jax import setup_cache, stream_id_phase, stream_training
+from llmrec_jax.data import id_tables, item_text, shared_paths, splits as splits_lib
+from llmrec_jax.indexing import bootstrap, text_tokens
+from llmrec_jax.training import stopping
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   `on_start(model_dir)` runs once the arguments are bound (the CLI writes config.gin there)."""
   from llmrec_jax import metric_writers  # pylint: disable=g-import-not-at-top
   _check_rec_form(rec_form, stream_ids, initial_ids)
+  # The gin files' '../shared/...' paths work from any directory (relative to the checkout).
+  data_dir, vocab_path = shared_paths.resolve(data_dir), shared_paths.resolve(vocab_path)
   os.makedirs(model_dir, exist_ok=True)
   if on_start is not None:
     on_start(model_dir)
@@ -73,6 +78,11 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
       "data_dir": data_dir, "rec_size": rec_size, "vocab_size": vocab_size, "template_set": template_set,
       "input_len": input_len, "id_len": id_len, "max_his": schedule.max_his, "synthetic_users": synthetic_users,
       "synthetic_items": synthetic_items, "seed": schedule.seed})
+  # What the bootstrap and the initial IDs depend on: a restart with these settings reuses them.
+  cache_key = {"data_dir": os.path.abspath(data_dir), "initial_ids": initial_ids, "gen_size": gen_size,
+               "bootstrap_steps": bootstrap_steps, "seed": schedule.seed, "text_len": text_len,
+               "vocab_size": vocab_size, "leaky_user_ids": leaky_user_ids, "rec_form": rec_form,
+               "gen_checkpoint": gen_checkpoint}
   if gen_checkpoint or not idgenrec.needs_bootstrap(initial_ids, schedule):
     gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
                                                 seed=schedule.seed + 1, checkpoint=gen_checkpoint)
@@ -80,18 +90,16 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   else:
     gen_model, gen_config, gen_params, boot = _bootstrapped_generator(
         data, texts, tokenizer, vocab_size, gen_size=gen_size, steps=bootstrap_steps,
-        seed=schedule.seed, data_dir=data_dir, text_len=text_len, dropout_rate=dropout_rate)
+        seed=schedule.seed, data_dir=data_dir, text_len=text_len, dropout_rate=dropout_rate,
+        model_dir=model_dir, cache_key=cache_key)
   assigner = idgenrec.GeneratorAssigner(
       gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
       options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len),
+      bootstrap_steps=bootstrap_steps if boot else None,
   ) if idgenrec.needs_generator(initial_ids, schedule) else None  # fixed IDs: no generator at all
-  if rec_form == "decoder_only" and initial_ids == "bootstrap":
-    # The stream recommender reads item IDs only: no user IDs to generate.
-    item_ids, user_ids = assigner.item_ids(gen_params), idgenrec.fixed_user_ids(data)
-  else:
-    item_ids, user_ids = idgenrec.initial_ids(initial_ids, data, data_dir, assigner=assigner,
-                                              gen_params=gen_params, encode=tokenizer.encode,
-                                              seed=schedule.seed)
+  item_ids, user_ids = _initial_ids(initial_ids, data, data_dir, assigner, gen_params, tokenizer,
+                                    seed=schedule.seed, rec_form=rec_form, model_dir=model_dir,
+                                    cache_key=cache_key)
   writer = metric_writers.create_metric_writer(model_dir, log_to_stdout=False)
 
   def log_fn(record):
@@ -119,7 +127,8 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
       punct_token_ids=idgenrec.punctuation_token_ids(tokenizer), partitioner=partitioner)
   loop = alternating.IdGenRecLoop(ctx)
   loop.maybe_restore()
-  summary = loop.run(max_optimizer_steps=max_optimizer_steps)
+  with stopping.stop_on_signals() as stop:
+    summary = loop.run(max_optimizer_steps=max_optimizer_steps, stop=stop)
   summary["train_examples"] = split["train"].num_examples
   return _finish(model_dir, summary, writer, data.name, boot, assigner)
 
@@ -143,15 +152,47 @@ def _check_rec_form(rec_form: str, stream_ids: stream_id_phase.StreamIdSchedule,
 
 
 def _bootstrapped_generator(data, texts, tokenizer, vocab_size: int, *, gen_size: str, steps: int,
-                            seed: int, data_dir: str, text_len: int, dropout_rate: float):
-  """(model, bootstrap config, params, stats) of a generator bootstrapped from random init; the
-  model trains with `dropout_rate`."""
-  config, params, boot = idgenrec.bootstrap_generator(
-      data, texts, tokenizer, vocab_size, size=gen_size, steps=steps, seed=seed,
-      data_dir=data_dir, max_input_tokens=text_len)
+                            seed: int, data_dir: str, text_len: int, dropout_rate: float,
+                            model_dir: str, cache_key: dict[str, Any]):
+  """(model, bootstrap config, params, stats) of a generator bootstrapped from random init (or
+  loaded from MODEL_DIR's `bootstrap/` when this run did it before: `setup_cache`); the model
+  trains with `dropout_rate`."""
+  config, template = bootstrap.init_generator(vocab_size, bootstrap.BootstrapConfig(
+      model_size=gen_size, max_input_tokens=text_len))
+  cached = setup_cache.load_bootstrap(model_dir, template, cache_key)
+  if cached is not None:
+    params, boot = cached
+  else:
+    config, params, boot = idgenrec.bootstrap_generator(
+        data, texts, tokenizer, vocab_size, size=gen_size, steps=steps, seed=seed,
+        data_dir=data_dir, max_input_tokens=text_len)
+    setup_cache.save_bootstrap(model_dir, params, boot, cache_key)
   model = models.EncoderDecoderModel(network.Transformer(
       dataclasses.replace(config, dropout_rate=dropout_rate)))
   return model, config, params, boot
+
+
+def _initial_ids(initial_ids: str, data, data_dir: str, assigner, gen_params, tokenizer, *,
+                 seed: int, rec_form: str, model_dir: str, cache_key: dict[str, Any]
+                 ) -> tuple[list[str], list[str]]:
+  """(item IDs, user IDs) of round 0; loaded from MODEL_DIR's `initial_ids.json` when this run
+  wrote them before (`setup_cache`), with the assigner's stats."""
+  cached = setup_cache.load_initial_ids(model_dir, cache_key)
+  if cached is not None:
+    if assigner is not None:   # as if it had written them: round 0's word check is done
+      assigner.stats, assigner.first_items = cached["stats"], cached["stats"].get("first_items", {})
+      assigner.check_words = False
+    return cached["item_ids"], cached["user_ids"]
+  if rec_form == "decoder_only" and initial_ids == "bootstrap":
+    # The stream recommender reads item IDs only: no user IDs to generate.
+    item_ids, user_ids = assigner.item_ids(gen_params), idgenrec.fixed_user_ids(data)
+  else:
+    item_ids, user_ids = idgenrec.initial_ids(initial_ids, data, data_dir, assigner=assigner,
+                                              gen_params=gen_params, encode=tokenizer.encode,
+                                              seed=seed)
+  setup_cache.save_initial_ids(model_dir, item_ids, user_ids, assigner.stats if assigner else {},
+                               cache_key)
+  return item_ids, user_ids
 
 
 def _tokenizer(model_dir: str, data, data_dir: str, vocab_path: Optional[str],
@@ -173,7 +214,8 @@ def _tokenizer(model_dir: str, data, data_dir: str, vocab_path: Optional[str],
 def _finish(model_dir: str, summary: dict[str, Any], writer, dataset: str, boot: dict,
             assigner) -> dict[str, Any]:
   """Adds the run's provenance to `summary`, writes results.json, closes the writer."""
-  summary.update(dataset=dataset, bootstrap=boot, id_stats=assigner.stats if assigner else {})
+  summary.update(dataset=dataset, bootstrap=boot, id_stats=assigner.stats if assigner else {},
+                 model_dir=os.path.abspath(model_dir))
   with open(os.path.join(model_dir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)
   writer.close()
@@ -198,15 +240,17 @@ def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
   trainer = stream_training.StreamTrainer(model, params, data.sequences, item_tokens, schedule,
                                           vocab_size=vocab_size, model_dir=model_dir,
                                           log_fn=log_fn)
-  if generator is None:
-    trainer.maybe_restore()
-    summary = trainer.run()
-  else:
+  runner = trainer
+  if generator is not None:
     gen_model, gen_params, assign_items, text_NxL = generator
-    alternation = stream_id_phase.StreamAlternation(trainer, gen_model, gen_params, assign_items,
-                                                    tokenizer.encode, text_NxL, stream_ids)
-    alternation.maybe_restore()
-    summary = alternation.run()
+    runner = stream_id_phase.StreamAlternation(trainer, gen_model, gen_params, assign_items,
+                                               tokenizer.encode, text_NxL, stream_ids)
+  runner.maybe_restore()
+  with stopping.stop_on_signals() as stop:
+    summary = runner.run(stop=stop)
+  if summary is None:   # stopped by SIGINT / SIGTERM after a checkpoint
+    return {"complete": False, "stopped_by": stop.name, "stopped_at_step": int(trainer.state.step),
+            "best": None}
   best = summary["best"] or {}
   # The shape `main` prints and `experiments.table` reads: test metrics of the selected model.
   summary["best"] = {"round": best.get("epoch"), "valid": {k[len("valid/"):]: v for k, v in
@@ -227,6 +271,11 @@ def main(argv) -> None:
   configured = gin.configurable(train)
   gin_utils.parse_gin_flags()
   summary = configured(on_start=gin_utils.write_operative_config)
+  if summary.get("stopped_by") in ("SIGINT", "SIGTERM"):
+    signum = int(getattr(signal, summary["stopped_by"]))
+    print(f"stopped by {summary['stopped_by']} at step {summary['stopped_at_step']}: a checkpoint is "
+          f"saved in {summary['model_dir']}; run the same command again to resume", file=sys.stderr)
+    sys.exit(128 + signum)
   best = summary.get("best") or {}
   print(json.dumps({"best_round": best.get("round"), "valid": best.get("valid"), "test": best.get("test")},
                    indent=1))

@@ -1,7 +1,10 @@
 """The IDGenRec loop on a tiny synthetic catalogue: phases run, IDs are regenerated, and a run
 stopped after a checkpoint and resumed ends exactly as an uninterrupted run."""
 import functools
+import logging
+import os
 import re
+import signal
 
 import jax
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 
 from llmrec_jax import alternating, evaluation, model_sizes, models, network, partitioning, prompt_batches
 from llmrec_jax.data import item_text, prompts, splits, synthetic, task_builders
+from llmrec_jax.training import stopping
 
 
 class WordTokenizer:
@@ -100,6 +104,56 @@ def test_stopped_and_resumed_run_equals_uninterrupted(parts, uninterrupted, tmp_
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
   for ra, rb in zip(summary_a["phases"], summary_b["phases"]):
     assert ra == rb
+
+
+@pytest.mark.parametrize("how", ["truncated_array", "garbage_metadata"])
+def test_bad_newest_checkpoint_resumes_from_the_previous_one_and_ends_the_same(
+    parts, uninterrupted, tmp_path, caplog, how, corrupt_checkpoint):
+  loop_a, summary_a = uninterrupted
+  first = alternating.IdGenRecLoop(_context(parts, str(tmp_path), checkpoint_every_steps=2))
+  first.run(max_optimizer_steps=loop_a.rec_steps // 2 + 2)
+  steps = first._ckpt["recommender"].all_steps()
+  assert len(steps) == 2   # keep_checkpoints=2
+  named = corrupt_checkpoint(first._ckpt["recommender"].step_path(steps[-1]), how)
+  second = alternating.IdGenRecLoop(_context(parts, str(tmp_path), checkpoint_every_steps=2))
+  with caplog.at_level(logging.WARNING):
+    assert second.maybe_restore()
+  assert named in caplog.text and second._global_step() == steps[0]
+  summary_b = second.run()
+  for a, b in ((loop_a.rec_state.params, second.rec_state.params), (loop_a.gen_state.params, second.gen_state.params)):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+  assert summary_a["phases"] == summary_b["phases"]
+
+
+def test_sigterm_in_a_rec_phase_saves_and_the_resumed_run_ends_the_same(parts, uninterrupted, tmp_path):
+  loop_a, summary_a = uninterrupted
+  first = alternating.IdGenRecLoop(_context(parts, str(tmp_path)))   # no step cadence
+  kill_at = first.rec_steps // 2
+  train = first.rec_trainer.train
+
+  def train_and_signal(state, batch, *aux):
+    out = train(state, batch, *aux)
+    if int(out[0].step) == kill_at:
+      os.kill(os.getpid(), signal.SIGTERM)   # arrives as a real signal, mid-phase
+    return out
+  first.rec_trainer.train = train_and_signal
+  with stopping.stop_on_signals() as stop:
+    stopped = first.run(stop=stop)
+  assert not stopped["complete"] and stopped["stopped_by"] == "SIGTERM"
+  assert first._ckpt["recommender"].all_steps() == [kill_at] and first.step_in_phase == kill_at
+  second = alternating.IdGenRecLoop(_context(parts, str(tmp_path)))
+  assert second.maybe_restore() and second.step_in_phase == kill_at
+  summary_b = second.run()
+  for a, b in ((loop_a.rec_state.params, second.rec_state.params), (loop_a.gen_state.params, second.gen_state.params)):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+  assert summary_a["phases"] == summary_b["phases"]
+
+
+@pytest.mark.parametrize("minutes,saved", [(0.0, [2]), (1e-9, [1, 2])])
+def test_checkpoints_by_wall_clock(parts, tmp_path, minutes, saved):
+  loop = alternating.IdGenRecLoop(_context(parts, str(tmp_path), checkpoint_every_minutes=minutes))
+  loop.run(max_optimizer_steps=2)   # step 2: the stop's own save
+  assert loop._ckpt["recommender"].all_steps() == saved
 
 
 def test_sharded_loop_equals_one_device(parts):
@@ -231,7 +285,7 @@ def _same(a, b) -> bool:
 
 
 def test_each_phase_of_the_real_loop_leaves_the_other_model_bit_identical(parts):
-  """Through `IdGenRecLoop.run` (stopped at each phase's last step): a rec phase changes the
+  """Through `IdGenRecLoop.run` (stopped at each phase's end): a rec phase changes the
   recommender only, an ID phase the generator only (params, optimizer state and step counter,
   bit for bit)."""
   loop = alternating.IdGenRecLoop(_context(parts))
@@ -241,7 +295,7 @@ def test_each_phase_of_the_real_loop_leaves_the_other_model_bit_identical(parts)
   assert _same(gen1, gen0), "the rec phase changed the generator"
   assert not _same(rec1[0], rec0[0]) and int(rec1[2]) == loop.rec_steps
   assert not loop.run(max_optimizer_steps=loop.rec_steps + loop.id_steps)["complete"]
-  assert loop.position == 1  # stopped inside the ID phase, at its last step
+  assert loop.position == 2  # stopped after the ID phase (and its new IDs), before round 1
   rec2, gen2 = _snapshot(loop.rec_state), _snapshot(loop.gen_state)
   assert _same(rec2, rec1), "the ID phase changed the recommender (params, optimizer state or step)"
   assert not _same(gen2[0], gen1[0]) and int(gen2[2]) == loop.id_steps

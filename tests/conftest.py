@@ -1,6 +1,8 @@
 """Test-wide JAX settings: CPU only, 8 simulated devices for sharding tests, strict ranks."""
+import glob
 import os
 import pathlib
+import shutil
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -40,3 +42,29 @@ def pytest_sessionfinish(session, exitstatus):
     reporter.write_line(f"{len(skipped)} test(s) skipped although {SHARED} is present: a failure here",
                         red=True, bold=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _corrupt(step_dir: str, how: str) -> str:
+  """Breaks one checkpoint folder the way a full disk or a killed copy would; returns the path a
+  message must name."""
+  if how == "truncated_array":
+    files = glob.glob(os.path.join(step_dir, "state", "ocdbt.process_0", "d", "*"))
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+      f.truncate(os.path.getsize(biggest) // 2)
+    return os.path.join(step_dir, "state")
+  if how == "garbage_metadata":
+    with open(os.path.join(step_dir, "metadata", "metadata"), "w", encoding="utf-8") as f:
+      f.write("{not json")
+    return os.path.join(step_dir, "metadata")
+  if how == "missing_state":
+    shutil.rmtree(os.path.join(step_dir, "state"))
+    return os.path.join(step_dir, "state")
+  raise ValueError(how)
+
+
+@pytest.fixture
+def corrupt_checkpoint():
+  """`(checkpoint_<step> folder, how) -> the path a message must name`; how: 'truncated_array',
+  'garbage_metadata' or 'missing_state'."""
+  return _corrupt

@@ -10,6 +10,7 @@ from llmrec_jax import alternating, idgenrec, model_sizes
 from llmrec_jax import train as train_lib
 from llmrec_jax.data import id_tables, records, synthetic
 from llmrec_jax.data.errors import DataError
+from llmrec_jax.indexing import bootstrap
 
 
 def _data(**kw):
@@ -227,7 +228,7 @@ def test_train_writes_leak_free_user_ids_by_default(recording, tmp_path, monkeyp
   def stop(*args, **kwargs):
     raise _Stop()
   def bootstrap_stub(data, texts, tokenizer, vocab_size, **kwargs):
-    return model_sizes.t5_config("t5_tiny", vocab_size=vocab_size), None, {}
+    return bootstrap.init_generator(vocab_size, bootstrap.BootstrapConfig(model_size="t5_tiny")) + ({},)
   monkeypatch.setattr(idgenrec, "bootstrap_generator", bootstrap_stub)
   monkeypatch.setattr(train_lib.alternating, "IdGenRecLoop", stop)
   with pytest.raises(_Stop):
@@ -249,3 +250,84 @@ def test_ids_from_item_text_without_items_file_fail_before_any_training(tmp_path
   with pytest.raises(DataError, match=r"items.jsonl\[.gz\]: missing or empty: initial_ids="):
     train_lib.train(model_dir=str(tmp_path / "run"), data_dir=str(tmp_path), initial_ids=initial_ids)
   idgenrec.check_item_text(idgenrec.load_data(str(tmp_path)), str(tmp_path), "sequential")  # fine
+
+
+# ------------------------------------------------------------------ too short a bootstrap warns
+class _CopyingGenerator(_RecordingGenerator):
+  """Answers each text itself, lowercased: IDs made only of the item's own words."""
+
+  def candidate_fn(self, texts):
+    return lambda keys_P, level: [[texts[int(k)].lower()] for k in keys_P]
+
+
+def _item_texts(data):
+  return [f"Gadget{n} Deluxe Kit" for n in range(data.num_items)]
+
+
+def _warnings(caplog):
+  return [r.getMessage() for r in caplog.records if r.name == idgenrec.__name__ and r.levelname == "WARNING"]
+
+
+def test_bootstrap_ids_without_text_words_warn_once_with_the_measured_share(recording, caplog):
+  data = _data()
+  assigner = idgenrec.GeneratorAssigner(None, _CharTokenizer(), data, _item_texts(data), progress=False,
+                                        bootstrap_steps=200)
+  with caplog.at_level("WARNING", logger=idgenrec.__name__):
+    items, _ = idgenrec.initial_ids("bootstrap", data, "", assigner=assigner, gen_params=None)
+  assert items[:2] == ["w0x0", "w1x0"]   # no word of "Gadget0 Deluxe Kit"
+  [message] = _warnings(caplog)
+  assert "0.0% of their words are words of the item's own text, below 50%" in message
+  assert "100.0% of IDs have none (e.g. 'w0x0', 'w1x0', 'w2x0')" in message
+  assert "after 200 bootstrap steps" in message and "bootstrap_steps=2000" in message
+  assert assigner.stats["items"]["text_word_share"] == 0.0 and assigner.stats["items"]["no_text_word_ids"] == 1.0
+  first = {"text_word_share": 0.0, "no_text_word_ids": 1.0, "min_text_word_share": 0.5, "bootstrap_steps": 200}
+  assert assigner.stats["first_items"] == first
+  caplog.clear()
+  with caplog.at_level("WARNING", logger=idgenrec.__name__):
+    assigner(None)   # a later (ID-phase) assignment: measured, not warned about
+  assert _warnings(caplog) == [] and assigner.stats["first_items"] == first
+  assert assigner.stats["items"]["text_word_share"] == 0.0
+
+
+def test_bootstrap_word_ids_do_not_warn(monkeypatch, caplog):
+  monkeypatch.setattr(idgenrec, "T5IdGenerator", _CopyingGenerator)
+  data = _data()
+  assigner = idgenrec.GeneratorAssigner(None, _CharTokenizer(), data, _item_texts(data), progress=False)
+  with caplog.at_level("WARNING", logger=idgenrec.__name__):
+    items = assigner.item_ids(None)   # the stream recommender's round-0 path
+  assert items[0] == "gadget0 deluxe kit" and _warnings(caplog) == []
+  assert assigner.stats["items"]["text_word_share"] == 1.0 and assigner.stats["items"]["no_text_word_ids"] == 0.0
+  assert assigner.stats["first_items"] == {"text_word_share": 1.0, "no_text_word_ids": 0.0,
+                                           "min_text_word_share": 0.5, "bootstrap_steps": None}
+
+
+def test_the_threshold_is_an_argument(monkeypatch, caplog):
+  monkeypatch.setattr(idgenrec, "T5IdGenerator", _CopyingGenerator)
+  data = _data()
+  assigner = idgenrec.GeneratorAssigner(None, _CharTokenizer(), data, _item_texts(data), progress=False,
+                                        min_text_word_share=1.01)
+  with caplog.at_level("WARNING", logger=idgenrec.__name__):
+    assigner.item_ids(None)
+  [message] = _warnings(caplog)
+  assert "100.0% of their words are words of the item's own text, below 101%" in message
+  assert "0.0% of IDs have none; bootstrap steps unknown" in message
+
+
+def test_fixed_round0_ids_leave_the_first_generated_ids_unchecked(recording, tmp_path, caplog):
+  data = _data()
+  assigner = idgenrec.GeneratorAssigner(None, _CharTokenizer(), data, _item_texts(data), progress=False)
+  with caplog.at_level("WARNING", logger=idgenrec.__name__):
+    idgenrec.initial_ids("title", data, "", assigner=assigner, gen_params=None)
+    assigner(None)   # first generated IDs, after an ID phase (not a bootstrap)
+  assert _warnings(caplog) == [] and "first_items" not in assigner.stats
+  assert assigner.stats["items"]["no_text_word_ids"] == 1.0
+
+
+def test_word_share_warning_names_share_threshold_steps_and_fix():
+  assert idgenrec.word_share_warning(0.5, 0.2, threshold=0.5) is None
+  message = idgenrec.word_share_warning(0.125, 0.75, threshold=0.5, bootstrap_steps=200, examples=["oz", "ssss"])
+  assert message == ("generated item IDs: 12.5% of their words are words of the item's own text, below 50%; "
+                     "75.0% of IDs have none (e.g. 'oz', 'ssss'); after 200 bootstrap steps. The generator's "
+                     "bootstrap was too short to teach it to copy text words: raise bootstrap_steps "
+                     "(--gin.train_script.train.bootstrap_steps=2000, as idgenrec.gin)")
+  assert "\n" not in message

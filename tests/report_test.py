@@ -30,9 +30,38 @@ def test_series_and_round_boundaries(tmp_path):
   steps, values = series["eval/recall@10"]
   np.testing.assert_array_equal(steps, [3, 7, 11])
   np.testing.assert_allclose(values, [0.15, 0.35, 0.55])
-  # Brute force: the steps where the round differs from the step before.
-  want = [(s, s // 4) for s in range(1, 12) if s // 4 != (s - 1) // 4]
-  assert report.round_boundaries(records) == want == [(4, 1), (8, 2)]
+  # Brute force: the last step of the round before each new round.
+  want = [(s - 1, s // 4) for s in range(1, 12) if s // 4 != (s - 1) // 4]
+  assert report.round_boundaries(records) == want == [(3, 1), (7, 2)]
+
+
+def _alternating_records(rounds, id_steps, rec_steps):
+  """metrics.jsonl records as `IdGenRecLoop.run` (schedule id_first) logs them through
+  `train.py`'s log_fn (which drops `phase`): a train record every 50 steps of a phase and at its
+  last step, then the phase-end record (valid/test after a rec phase) at that same step."""
+  records, step = [], 0
+  for rnd in range(rounds):
+    for phase, total in (("id", id_steps), ("rec", rec_steps)):
+      for step_in_phase in range(1, total + 1):
+        step += 1
+        if step_in_phase % 50 == 0 or step_in_phase == total:
+          records.append({"round": rnd, "step": step, f"{phase}/loss": 1.0 / step})
+      end = {"round": rnd, "step": step}
+      if phase == "rec":
+        end.update({"valid/hit@10": 0.01 * rnd, "test/hit@10": 0.01 * rnd})
+      records.append(end)
+  return records
+
+
+def test_round_boundaries_sit_at_the_step_a_round_starts():
+  """Rounds of 70 ID + 120 rec steps: round 1 starts after step 190 and round 2 after 380, though
+  their first records come at steps 240 and 430."""
+  records = _alternating_records(rounds=3, id_steps=70, rec_steps=120)
+  firsts = {r: min(x["step"] for x in records if x["round"] == r) for r in (1, 2)}
+  assert firsts == {1: 240, 2: 430}
+  assert report.round_boundaries(records) == [(190, 1), (380, 2)]
+  # File order does not matter (several writers append to one metrics.jsonl).
+  assert report.round_boundaries(records[::-1]) == [(190, 1), (380, 2)]
 
 
 def test_cli_writes_a_valid_png(tmp_path):

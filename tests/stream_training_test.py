@@ -1,5 +1,8 @@
 """StreamTrainer: it learns a synthetic catalogue, resume equals an uninterrupted run, and the
 selected parameters are the best validated ones."""
+import os
+import signal
+
 import jax
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ import pytest
 from llmrec_jax import decoder_model, stream_training
 from llmrec_jax.data import synthetic
 from llmrec_jax.network import T5Config, decoder_only
+from llmrec_jax.training import stopping
 
 
 def _trainer(model_dir, epochs=4, seed=0):
@@ -40,6 +44,31 @@ def test_resume_equals_uninterrupted_run(tmp_path):
   assert [r["valid/ndcg@10"] for r in got["curve"]] == [r["valid/ndcg@10"] for r in expected["curve"]]
   assert len(records) == 1  # only the epoch-4 validation ran after the resume
   jax.tree_util.tree_map(np.testing.assert_array_equal, resumed.best_params, full.best_params)
+
+
+def test_sigterm_inside_an_epoch_saves_that_batch_and_the_resumed_run_ends_the_same(tmp_path):
+  full, _ = _trainer(str(tmp_path / "full"))
+  expected = full.run()
+  killed, _ = _trainer(str(tmp_path / "killed"))
+  kill_at = killed.steps_per_epoch + killed.steps_per_epoch // 2   # in the middle of epoch 1
+  train = killed.trainer.train
+
+  def train_and_signal(state, batch, *aux):
+    out = train(state, batch, *aux)
+    if int(out[0].step) == kill_at:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return out
+  killed.trainer.train = train_and_signal
+  with stopping.stop_on_signals() as stop:
+    assert killed.run(stop=stop) is None
+  assert killed._ckpt["recommender"].latest_step() == kill_at
+  resumed, _ = _trainer(str(tmp_path / "killed"))
+  assert resumed.maybe_restore() and (resumed.epoch, resumed.batch_in_epoch) == (1, kill_at - killed.steps_per_epoch)
+  got = resumed.run()
+  assert got["test"] == expected["test"]
+  for a, b in zip(got["curve"], expected["curve"]):
+    assert {k: v for k, v in a.items() if "minutes" not in k} == {k: v for k, v in b.items() if "minutes" not in k}
+  jax.tree_util.tree_map(np.testing.assert_array_equal, resumed.state.params, full.state.params)
 
 
 def test_learns_and_selects_the_best_validated_parameters(tmp_path):

@@ -18,6 +18,14 @@ from llmrec_jax.train_state import TrainState
 STEP_PREFIX = "checkpoint"
 
 
+class CheckpointReadError(RuntimeError):
+  """A checkpoint that exists but cannot be restored; the message names its folder and why."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A readable checkpoint whose arrays do not fit the model (another run's sizes)."""
+
+
 def to_t5x_tree(state: TrainState) -> dict[str, Any]:
   return {"target": state.params, "state": {"step": state.step, "param_states": state.opt_state}}
 
@@ -25,6 +33,19 @@ def to_t5x_tree(state: TrainState) -> dict[str, Any]:
 def from_t5x_tree(tree: dict[str, Any]) -> TrainState:
   return TrainState(step=tree["state"]["step"], params=tree["target"],
                     opt_state=tree["state"]["param_states"])
+
+
+def _first_line(error: Exception, limit: int = 300) -> str:
+  text = str(error).split(" See full TensorStore details")[0].strip().splitlines()
+  line = f"{type(error).__name__}: {text[0] if text else ''}"
+  return line if len(line) <= limit else line[:limit] + "..."
+
+
+def _path_str(path: tuple[Any, ...]) -> str:
+  """'state/param_states/0/mu/...': the same for a tuple, list, namedtuple or dict on either side
+  (Orbax's stored tree may hold a container of another kind than the live state)."""
+  parts = (getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path)
+  return "/".join(str(p) for p in parts)
 
 
 def _abstract(tree: Any) -> Any:
@@ -41,8 +62,9 @@ class CheckpointManager:
   def __init__(self, directory: str, *, keep: Optional[int] = None):
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(step_prefix=STEP_PREFIX, max_to_keep=keep, create=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "metadata"))
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.PyTreeCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()})
 
   def save(self, step: int, state: Any, metadata: Optional[dict[str, Any]] = None) -> None:
     """Writes `checkpoint_<step>/{state,metadata}` and waits until it is complete on disk."""
@@ -57,18 +79,63 @@ class CheckpointManager:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
+  def step_path(self, step: int) -> str:
+    return os.path.join(self.directory, f"{STEP_PREFIX}_{int(step)}")
+
+  def reload(self) -> None:
+    """Re-reads which steps are on disk (after folders were moved by hand or by `fail_safe`)."""
+    self._manager.reload()
+
   def restore(self, template: Any, step: Optional[int] = None) -> tuple[Any, dict[str, Any]]:
     """Restores (state, metadata) at `step` (default latest) into `template`'s structure,
-    shapes, dtypes and shardings. Raises FileNotFoundError when there is no checkpoint."""
+    shapes, dtypes and shardings.
+
+    Raises:
+      FileNotFoundError: there is no checkpoint.
+      CheckpointReadError: the step's `state` or `metadata` is missing, unreadable or does not
+        fit `template` (the message names the item's folder and the first line of the cause).
+    """
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no {STEP_PREFIX}_<step> found in {self.directory}")
+    path = self.step_path(step)
     abstract = _abstract(template)
-    restored = self._manager.restore(int(step), args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(
-            abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract)),
-        metadata=ocp.args.JsonRestore()))
-    return restored["state"], dict(restored["metadata"] or {})
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    for item in ("state", "metadata"):
+      if not os.path.isdir(os.path.join(path, item)):
+        raise CheckpointReadError(f"{path}/{item} is missing")
+    try:
+      metadata = self._manager.restore(int(step), args=ocp.args.Composite(
+          metadata=ocp.args.JsonRestore()))["metadata"]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointReadError(f"{path}/metadata cannot be read: {_first_line(e)}") from e
+    if not isinstance(metadata, (dict, type(None))):
+      raise CheckpointReadError(f"{path}/metadata holds a {type(metadata).__name__}, not a JSON object")
+    self._check_shapes(step, abstract)
+    try:
+      state = self._manager.restore(int(step), args=ocp.args.Composite(
+          state=ocp.args.PyTreeRestore(abstract, restore_args=restore_args)))["state"]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointReadError(f"{path}/state cannot be restored: {_first_line(e)}") from e
+    return state, dict(metadata or {})
+
+  def _check_shapes(self, step: int, abstract: Any) -> None:
+    """CheckpointMismatchError when the stored tree's paths or shapes differ from `abstract`;
+    CheckpointReadError when the stored tree's description cannot be read."""
+    path = f"{self.step_path(step)}/state"
+    try:
+      stored = self._manager.item_metadata(int(step))["state"]
+      stored = getattr(stored, "tree", stored)
+      stored_shapes = {_path_str(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(stored)}
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointReadError(f"{path} cannot be read: {_first_line(e)}") from e
+    wanted = {_path_str(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(abstract)}
+    for key in sorted(set(stored_shapes) | set(wanted)):
+      if stored_shapes.get(key) != wanted.get(key):
+        raise CheckpointMismatchError(
+            f"{path}: {key} is {stored_shapes.get(key, 'absent')} in the checkpoint but "
+            f"{wanted.get(key, 'absent')} in the model: this folder holds a run with other sizes "
+            "or another model; restore it with its own config, or train into a new MODEL_DIR")
 
   def close(self) -> None:
     self._manager.close()

@@ -61,7 +61,7 @@ def _check_folder(data_dir) -> None:
     raise DataError(data_dir, "is a file; give the data folder that holds it (e.g. the folder of "
                               "user_sequence.txt[.gz] and items.jsonl[.gz])")
   if not pathlib.Path(data_dir).is_dir():
-    raise DataError(data_dir, "data folder does not exist")
+    raise DataError(data_dir, f"data folder does not exist (working directory: {os.getcwd()})")
 
 
 def _require(data_dir, name: str) -> pathlib.Path:

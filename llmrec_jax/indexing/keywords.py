@@ -87,9 +87,13 @@ def keyword_ids(titles: Sequence[str], *, min_words: int = 3, max_words: int = 5
 
 
 def title_word_share(ids: Sequence[str], titles: Sequence[str]) -> float:
-  """Fraction of all ID words (over all IDs) that occur among their own item's title words."""
-  if len(ids) != len(titles):
-    raise ValueError(f"title_word_share: {len(ids)} ids for {len(titles)} titles")
+  """Fraction of all ID words (over all IDs) that occur among their own item's words.
+
+  Both sides are split by `title_words` (lowercase `\\b\\w+\\b`, the `normalize_id` rule), so
+  `titles` may be the titles or the whole text the generator reads. Every occurrence counts:
+  "kroro kroro zzz" for a text with "Kroro" is 2 of 3. 0.0 when no ID has a word.
+  """
+  _check_pairs("title_word_share", ids, titles)
   found = total = 0
   for tid, title in zip(ids, titles):
     words = title_words(tid)
@@ -97,3 +101,16 @@ def title_word_share(ids: Sequence[str], titles: Sequence[str]) -> float:
     total += len(words)
     found += sum(w in vocab for w in words)
   return found / total if total else 0.0
+
+
+def wordless_id_share(ids: Sequence[str], texts: Sequence[str]) -> float:
+  """Fraction of IDs with no word from their own item's text (an empty ID counts as one);
+  words as in `title_word_share`. 0.0 for no IDs."""
+  _check_pairs("wordless_id_share", ids, texts)
+  wordless = sum(not set(title_words(tid)) & set(title_words(text)) for tid, text in zip(ids, texts))
+  return wordless / len(ids) if ids else 0.0
+
+
+def _check_pairs(name: str, ids: Sequence[str], texts: Sequence[str]) -> None:
+  if len(ids) != len(texts):
+    raise ValueError(f"{name}: {len(ids)} ids for {len(texts)} texts")

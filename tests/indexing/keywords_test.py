@@ -70,6 +70,36 @@ def test_title_word_share():
     keywords.title_word_share(["a"], [])
 
 
+TEXTS = ["OPI Nail Lacquer, Simmer and Shimmer. OPI. Beauty, Nails", "Neutrogena Oil-Free Acne Wash, 6 Fl. Oz"]
+
+
+def test_ids_made_of_text_words_share_all_their_words():
+  ids = ["opi simmer shimmer", "neutrogena oil free wash"]
+  assert keywords.title_word_share(ids, TEXTS) == 1.0
+  assert keywords.wordless_id_share(ids, TEXTS) == 0.0
+
+
+def test_garbage_ids_share_no_words():
+  ids = ["ssssssssss", "zzq"]
+  assert keywords.title_word_share(ids, TEXTS) == 0.0
+  assert keywords.wordless_id_share(ids, TEXTS) == 1.0
+
+
+def test_mixed_ids_count_every_word_occurrence():
+  # Item 0: "opi" x2 and "nail" in the text, "qq" not (3 of 4); item 1: "oz" yes, "sss" no (1 of 2).
+  ids = ["opi opi nail qq", "oz sss"]
+  assert keywords.title_word_share(ids, TEXTS) == pytest.approx(4 / 6)
+  assert keywords.wordless_id_share(ids, TEXTS) == 0.0
+  # Words are matched in the normalised form of both sides; an empty ID has no text word.
+  ids = ["Oil-Free", "", "lacquer"]
+  texts = [TEXTS[1], TEXTS[0], TEXTS[1]]
+  assert keywords.title_word_share(ids, texts) == pytest.approx(2 / 3)
+  assert keywords.wordless_id_share(ids, texts) == pytest.approx(2 / 3)
+  assert keywords.wordless_id_share([], []) == 0.0 and keywords.title_word_share([], []) == 0.0
+  with pytest.raises(ValueError, match="wordless_id_share: 1 ids for 0 texts"):
+    keywords.wordless_id_share(["a"], [])
+
+
 def test_bad_sizes_raise():
   with pytest.raises(ValueError, match="min_words"):
     keywords.keyword_id("a b c", collections.Counter(), 1, min_words=4, max_words=3)

@@ -1,0 +1,1 @@
+"""Model-agnostic pieces of the training loops (stopping on signals, checkpoint cadence)."""
