@@ -79,7 +79,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
       "input_len": input_len, "id_len": id_len, "max_his": schedule.max_his, "synthetic_users": synthetic_users,
       "synthetic_items": synthetic_items, "seed": schedule.seed})
   # What the bootstrap and the initial IDs depend on: a restart with these settings reuses them.
-  cache_key = {"data_dir": os.path.abspath(data_dir), "initial_ids": initial_ids, "gen_size": gen_size,
+  cache_key = {"data_dir": _absolute_data_dir(data_dir), "initial_ids": initial_ids, "gen_size": gen_size,
                "bootstrap_steps": bootstrap_steps, "seed": schedule.seed, "text_len": text_len,
                "vocab_size": vocab_size, "leaky_user_ids": leaky_user_ids, "rec_form": rec_form,
                "gen_checkpoint": gen_checkpoint}
@@ -136,10 +136,14 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
 def _write_run_config(model_dir: str, run: dict[str, Any]) -> None:
   """What `eval` / `infer` need to rebuild the same data, tokenizer and recommender; DATA_DIR
   absolute, so they (and a resume) work from any directory."""
-  if run["data_dir"] != idgenrec.SYNTHETIC:
-    run = {**run, "data_dir": os.path.abspath(run["data_dir"])}
+  run = {**run, "data_dir": _absolute_data_dir(run["data_dir"])}
   with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
     json.dump(run, f, indent=1)
+
+
+def _absolute_data_dir(data_dir: str) -> str:
+  """DATA_DIR independent of the working directory (the built-in 'synthetic' as it is)."""
+  return data_dir if data_dir == idgenrec.SYNTHETIC else os.path.abspath(data_dir)
 
 
 def _check_rec_form(rec_form: str, stream_ids: stream_id_phase.StreamIdSchedule,

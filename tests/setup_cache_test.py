@@ -20,6 +20,8 @@ def _train(model_dir, **kw):
 
 
 def test_resumed_run_skips_the_bootstrap_and_the_id_assignment(tmp_path, monkeypatch):
+  """Stopped after one step, then resumed from another working directory: it ends without
+  bootstrapping or assigning IDs again."""
   first = _train(str(tmp_path), max_optimizer_steps=1)
   assert not first["complete"]
   saved = setup_cache.load_initial_ids(str(tmp_path), _key_of(tmp_path))
@@ -30,6 +32,9 @@ def test_resumed_run_skips_the_bootstrap_and_the_id_assignment(tmp_path, monkeyp
   monkeypatch.setattr(idgenrec, "bootstrap_generator", recompute)
   monkeypatch.setattr(idgenrec, "initial_ids", recompute)
   monkeypatch.setattr(idgenrec.GeneratorAssigner, "item_ids", recompute)
+  elsewhere = tmp_path / "another" / "directory"
+  elsewhere.mkdir(parents=True)
+  monkeypatch.chdir(elsewhere)   # resumed from another working directory
   second = _train(str(tmp_path))
   assert second["complete"] and second["bootstrap"] == first["bootstrap"]
   assert second["bootstrap"]["steps"] == 6
