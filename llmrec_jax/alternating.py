@@ -223,6 +223,8 @@ class IdGenRecLoop:
                     out_shardings=(rec_state_sh, part.replicated))
       id_sh = dict(in_shardings=(gen_state_sh, part.batch_sharding, part.replicated, rec_state_sh.params),
                    out_shardings=(gen_state_sh, part.replicated))
+    if part is not None:
+      rec_sh, id_sh = dict(rec_sh, partitioner=part), dict(id_sh, partitioner=part)
     self.rec_trainer = trainer.Trainer(ctx.rec_model.loss_fn, rec_tx, dropout_seed=sch.seed, **rec_sh)
     # The frozen recommender's params are a jit argument of the ID step (not a constant).
     self.id_trainer = trainer.Trainer(functools.partial(

@@ -350,4 +350,9 @@ class PjitPartitioner:
     def call(*args, **kwargs):
       with nn_partitioning.axis_rules(self.logical_axis_rules), jax.set_mesh(self.mesh):
         return jitted(*args, **kwargs)
+
+    def lower(*args, **kwargs):  # what XLA is given, e.g. to check the sharding constraints
+      with nn_partitioning.axis_rules(self.logical_axis_rules), jax.set_mesh(self.mesh):
+        return jitted.lower(*args, **kwargs)
+    call.lower = lower
     return call

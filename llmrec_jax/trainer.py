@@ -75,20 +75,30 @@ class Trainer:
   """Holds the jitted steps. The state is donated: never reuse a state passed to `train`."""
 
   def __init__(self, loss_fn: LossFn, tx: optax.GradientTransformation, *, num_microbatches: int = 1,
-               dropout_seed: int = 0, in_shardings=None, out_shardings=None):
+               dropout_seed: int = 0, in_shardings=None, out_shardings=None, partitioner=None):
+    """With `partitioner` (a `partitioning.PjitPartitioner`) and shardings, the train step is
+    jitted through `partitioner.partition`: it runs under the logical axis rules and the mesh,
+    so the network's activation sharding constraints act (without it they are no-ops)."""
     self.tx = tx
     self._dropout_rng = jax.random.PRNGKey(dropout_seed)
     step = functools.partial(train_step, loss_fn=loss_fn, tx=tx, num_microbatches=num_microbatches)
-    jit_kwargs = {}
-    if in_shardings is not None:
-      jit_kwargs = dict(in_shardings=in_shardings, out_shardings=out_shardings)
     # Donating the state lets XLA update params and moments in place (halves peak memory).
-    self._train = jax.jit(step, donate_argnums=(0,), **jit_kwargs)
+    if partitioner is not None:
+      self._train = partitioner.partition(step, in_shardings, out_shardings, donate_argnums=(0,))
+    elif in_shardings is not None:
+      self._train = jax.jit(step, donate_argnums=(0,), in_shardings=in_shardings,
+                            out_shardings=out_shardings)
+    else:
+      self._train = jax.jit(step, donate_argnums=(0,))
     self._eval = jax.jit(functools.partial(eval_step, loss_fn=loss_fn))
 
   def train(self, state: TrainState, batch: Mapping[str, jax.Array],
             *aux: Any) -> tuple[TrainState, dict[str, jax.Array]]:
     return self._train(state, batch, self._dropout_rng, *aux)
+
+  def lower_train(self, state: TrainState, batch: Mapping[str, jax.Array], *aux: Any):
+    """The lowered train step (`jax.stages.Lowered`) for these arguments, as `train` compiles it."""
+    return self._train.lower(state, batch, self._dropout_rng, *aux)
 
   def evaluate(self, params: Any, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return self._eval(params, batch)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from llmrec_jax import alternating, evaluation, model_sizes, models, network, partitioning, prompt_batches
+from llmrec_jax import trainer as trainer_lib
 from llmrec_jax.data import item_text, prompts, splits, synthetic, task_builders
 from llmrec_jax.training import stopping
 
@@ -178,6 +179,26 @@ def test_sharded_loop_equals_one_device(parts):
   for split in ("valid", "test"):
     assert rec_one[split] == pytest.approx(rec_sharded[split], abs=1e-6)
   assert rec_one["train"]["loss"] == pytest.approx(rec_sharded["train"]["loss"], rel=1e-5)
+
+
+def test_training_applies_the_activation_sharding_constraints(parts):
+  """On the 4x2 mesh the rec train step is lowered under the logical axis rules: the network's
+  activation constraints appear in what XLA is given, with the 'model' axis on MLP activations.
+  The same step jitted without the rules (as before) carries none of them."""
+  part = partitioning.PjitPartitioner(num_partitions=2)
+  loop = alternating.IdGenRecLoop(_context(parts, partitioner=part))
+  batch = alternating._build(alternating._batcher(loop.ctx), loop.ctx,
+                             alternating._rows(lambda e: alternating.phase_order(loop.ctx, 0, "rec", e), 0, 8),
+                             id_batch=False)
+  text = loop.rec_trainer.lower_train(loop.rec_state, batch).as_text()
+  constraints = re.findall(r"sharding_constraint[^\n]*", text)
+  assert len(constraints) >= 6, "activation constraints missing from the train step"
+  assert any('"model"' in c for c in constraints) and any('"data"' in c for c in constraints)
+  plain = jax.jit(functools.partial(trainer_lib.train_step, loss_fn=loop.ctx.rec_model.loss_fn,
+                                    tx=loop.rec_trainer.tx))
+  with jax.set_mesh(part.mesh):
+    unbound = plain.lower(loop.rec_state, batch, jax.random.PRNGKey(0)).as_text()
+  assert "sharding_constraint" not in unbound
 
 
 def test_batch_not_divisible_by_data_axis_fails_loudly(parts):
