@@ -49,11 +49,16 @@ def _native_stderr_silenced():
     os.close(saved)
 
 
-def quiet_logs(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """WARNING for absl and the noisy third-party loggers, unless `--verbosity` was given; then
-  imports TensorFlow (the metric writers' TensorBoard backend) with its native start-up lines
-  (oneDNN, CUDA probing: written to stderr before any log setting applies) discarded."""
-  if "verbosity" in flag_values and flag_values["verbosity"].present:
+def verbosity_given(flag_values: flags.FlagValues = flags.FLAGS) -> bool:
+  return "verbosity" in flag_values and flag_values["verbosity"].present
+
+
+def quiet_logs(keep_levels: bool = False) -> None:
+  """WARNING for absl and the noisy third-party loggers (unless `keep_levels`, e.g. when
+  `--verbosity` was given); then imports TensorFlow (the metric writers' TensorBoard backend)
+  with its native start-up lines (oneDNN, CUDA probing: written to stderr before any log setting
+  applies) discarded."""
+  if keep_levels:
     return
   logging.set_verbosity(logging.WARNING)
   for name in NOISY_LOGGERS:

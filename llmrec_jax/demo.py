@@ -16,9 +16,7 @@ import os
 import tempfile
 import time
 
-from absl import logging as absl_logging
-
-from llmrec_jax import alternating, evaluation, train as train_lib
+from llmrec_jax import alternating, console, evaluation, train as train_lib
 from llmrec_jax.baselines import popularity
 from llmrec_jax.data import splits, synthetic
 
@@ -58,7 +56,7 @@ def main():
   p.add_argument("--rec_epochs", type=float, default=2.0)
   p.add_argument("--json", action="store_true")
   a = p.parse_args()
-  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every checkpoint at INFO
+  console.quiet_logs()  # orbax logs every checkpoint at INFO; TF/XLA start-up lines
   logging.getLogger().setLevel(logging.WARNING)
   model_dir = a.model_dir or tempfile.mkdtemp(prefix="llmrec_demo_")
   os.makedirs(model_dir, exist_ok=True)

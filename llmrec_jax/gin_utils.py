@@ -274,6 +274,6 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
   console.define_flags()
 
   def quiet_main(argv):
-    console.quiet_logs()
+    console.quiet_logs(keep_levels=console.verbosity_given())
     console.run_reporting_user_errors(main, argv)
   app.run(quiet_main, flags_parser=lambda argv: app.parse_flags_with_usage(rewrite_gin_args(argv)))

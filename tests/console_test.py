@@ -76,9 +76,9 @@ def test_quiet_logs_sets_warning_unless_verbosity_is_given(restore_log_levels):
   flags.DEFINE_integer("verbosity", 0, "", flag_values=fv)
   fv(["prog"])
   logging.getLogger("orbax").setLevel(logging.INFO)
-  console.quiet_logs(fv)
+  console.quiet_logs(keep_levels=console.verbosity_given(fv))
   assert logging.getLogger("orbax").level == logging.WARNING
   fv(["prog", "--verbosity=0"])
   logging.getLogger("orbax").setLevel(logging.INFO)
-  console.quiet_logs(fv)
+  console.quiet_logs(keep_levels=console.verbosity_given(fv))
   assert logging.getLogger("orbax").level == logging.INFO
