@@ -282,12 +282,14 @@ class IdGenRecLoop:
     order = functools.lru_cache(maxsize=2)(functools.partial(phase_order, self.ctx, rnd, phase))
     sch = self.ctx.schedule
     cadence = stopping.CheckpointCadence(sch.checkpoint_every_steps, sch.checkpoint_every_minutes)
+    in_flight = stopping.InFlight()
     metrics = {}
     with tqdm.tqdm(total=total, initial=self.step_in_phase, desc=f"round {rnd} {phase} phase",
                    unit="step") as bar:
       while self.step_in_phase < total:
         rows = _rows(order, self.step_in_phase * batch_size, batch_size)
         metrics = step_fn(_build(batcher, self.ctx, rows, id_batch=id_batch))
+        in_flight.add(metrics)
         self.step_in_phase += 1
         bar.update(1)
         if self.step_in_phase % 50 == 0 or self.step_in_phase == total:

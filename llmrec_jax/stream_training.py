@@ -250,6 +250,7 @@ class StreamTrainer:
     NLL, or None when a stop request (`self.stop`) ended it early after a checkpoint. Also
     checkpoints every `checkpoint_every_minutes` inside the epoch."""
     cadence = stopping.CheckpointCadence(every_minutes=self.schedule.checkpoint_every_minutes)
+    in_flight = stopping.InFlight()
     pending = []  # device metrics since the last host sync
     start = time.time()
     batches = itertools.islice(self._batches(self.epoch), self.batch_in_epoch, None)
@@ -257,6 +258,7 @@ class StreamTrainer:
                            desc=f"epoch {self.epoch}", leave=False):
       self.state, m = self.trainer.train(self.state, batch, *self._aux())
       pending.append({k: m[k] for k in ("loss", "item_nll", "num_items")})
+      in_flight.add(m["loss"])
       self.batch_in_epoch += 1
       if self.batch_in_epoch < self.steps_per_epoch and (self.stop.requested or cadence.due(self.batch_in_epoch)):
         self._sync(pending, start)

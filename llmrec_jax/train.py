@@ -62,6 +62,9 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   _check_rec_form(rec_form, stream_ids, initial_ids)
   # The gin files' '../shared/...' paths work from any directory (relative to the checkout).
   data_dir, vocab_path = shared_paths.resolve(data_dir), shared_paths.resolve(vocab_path)
+  template_set = shared_paths.resolve(template_set)   # a name, or a prompt file
+  if os.path.isfile(template_set):   # stored absolute in run_config.json (eval / infer read it)
+    template_set = os.path.abspath(template_set)
   os.makedirs(model_dir, exist_ok=True)
   if on_start is not None:
     on_start(model_dir)

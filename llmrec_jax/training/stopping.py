@@ -9,6 +9,7 @@ Python cannot install handlers) nothing is installed and the flag stays clear.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -16,6 +17,8 @@ import signal
 import threading
 import time
 from typing import Callable, Iterator, Optional
+
+import jax
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,21 @@ def stop_on_signals(signals: tuple[int, ...] = SIGNALS) -> Iterator[StopRequest]
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
+
+
+class InFlight:
+  """Bounds how far the host runs ahead of the device: `add(x)` after dispatching a step waits
+  for the step `max_steps` back to finish. JAX dispatches asynchronously, so an unbounded loop
+  can queue tens of seconds of steps; a stop (or a checkpoint, which waits for them) would then
+  take that long. Two in flight keep the host building the next batch while the device works."""
+
+  def __init__(self, max_steps: int = 2):
+    self.max_steps, self._queue = max_steps, collections.deque()
+
+  def add(self, step_output) -> None:
+    self._queue.append(step_output)
+    if len(self._queue) > self.max_steps:
+      jax.block_until_ready(self._queue.popleft())
 
 
 @dataclasses.dataclass
