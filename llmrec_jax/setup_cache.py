@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from llmrec_jax.checkpoints import orbax_t5x
 
@@ -33,16 +33,17 @@ def _matches(saved_key: Any, key: dict[str, Any], path: str) -> bool:
   return False
 
 
-def load_bootstrap(model_dir: str, template: Any,
+def load_bootstrap(model_dir: str, template: Callable[[], Any],
                    key: dict[str, Any]) -> Optional[tuple[Any, dict[str, Any]]]:
-  """(params, stats) of the bootstrapped generator saved in `model_dir` with this `key`, or None."""
+  """(params, stats) of the bootstrapped generator saved in `model_dir` with this `key`, or None;
+  `template()` gives the params' structure, shapes and dtypes (called only when one is saved)."""
   path = os.path.join(model_dir, BOOTSTRAP_DIR)
   if not os.path.isdir(path):
     return None
   manager = orbax_t5x.CheckpointManager(path, keep=1)
   if manager.latest_step() is None:
     return None
-  tree, meta = manager.restore({"target": template})
+  tree, meta = manager.restore({"target": template()})
   if not _matches(meta.get("key"), key, path):
     return None
   log.warning("loaded the bootstrapped generator from %s (skipping the bootstrap)", path)

@@ -16,8 +16,10 @@ import signal
 import sys
 from typing import Any, Optional, Sequence
 
-from llmrec_jax import alternating, evaluation, id_phase, idgenrec, models, network, partitioning
-from llmrec_jax import setup_cache, stream_id_phase, stream_training
+import jax
+
+from llmrec_jax import alternating, evaluation, id_phase, idgenrec, model_sizes, models, network
+from llmrec_jax import partitioning, setup_cache, stream_id_phase, stream_training
 from llmrec_jax.data import id_tables, item_text, shared_paths, splits as splits_lib
 from llmrec_jax.indexing import bootstrap, text_tokens
 from llmrec_jax.training import stopping
@@ -164,11 +166,13 @@ def _bootstrapped_generator(data, texts, tokenizer, vocab_size: int, *, gen_size
   """(model, bootstrap config, params, stats) of a generator bootstrapped from random init (or
   loaded from MODEL_DIR's `bootstrap/` when this run did it before: `setup_cache`); the model
   trains with `dropout_rate`."""
-  config, template = bootstrap.init_generator(vocab_size, bootstrap.BootstrapConfig(
-      model_size=gen_size, max_input_tokens=text_len))
+  def template():  # shapes and dtypes only (nothing is initialised or compiled)
+    return jax.eval_shape(lambda: bootstrap.init_generator(vocab_size, bootstrap.BootstrapConfig(
+        model_size=gen_size, max_input_tokens=text_len))[1])
   cached = setup_cache.load_bootstrap(model_dir, template, cache_key)
   if cached is not None:
     params, boot = cached
+    config = model_sizes.t5_config(gen_size, vocab_size=vocab_size, dropout_rate=0.0)
   else:
     config, params, boot = idgenrec.bootstrap_generator(
         data, texts, tokenizer, vocab_size, size=gen_size, steps=steps, seed=seed,
