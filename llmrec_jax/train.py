@@ -60,13 +60,8 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   `partitioner` shards both train steps over its ('data', 'model') mesh (the gin files bind
   `partitioning.PjitPartitioner.num_partitions`, as T5X); None trains on the default device.
   `on_start(model_dir)` runs once the arguments are bound (the CLI writes config.gin there)."""
-  from llmrec_jax import metric_writers  # pylint: disable=g-import-not-at-top
   _check_rec_form(rec_form, stream_ids, initial_ids)
-  # The gin files' '../shared/...' paths work from any directory (relative to the checkout).
-  data_dir, vocab_path = shared_paths.resolve(data_dir), shared_paths.resolve(vocab_path)
-  template_set = shared_paths.resolve(template_set)   # a name, or a prompt file
-  if os.path.isfile(template_set):   # stored absolute in run_config.json (eval / infer read it)
-    template_set = os.path.abspath(template_set)
+  data_dir, vocab_path, template_set = _resolve_paths(data_dir, vocab_path, template_set)
   os.makedirs(model_dir, exist_ok=True)
   if on_start is not None:
     on_start(model_dir)
@@ -105,12 +100,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   item_ids, user_ids = _initial_ids(initial_ids, data, data_dir, assigner, gen_params, tokenizer,
                                     seed=schedule.seed, rec_form=rec_form, model_dir=model_dir,
                                     cache_key=cache_key)
-  writer = metric_writers.create_metric_writer(model_dir, log_to_stdout=False)
-
-  def log_fn(record):
-    scalars = {k: v for k, v in record.items() if k not in ("step", "phase")}
-    writer.write_scalars(record["step"], scalars)
-    writer.flush()
+  writer, log_fn = _metric_logger(model_dir)
   if rec_form == "decoder_only":
     generator = None if stream_ids.rounds == 1 else (
         gen_model, gen_params, assigner.item_ids, text_tokens.encode_texts(texts, tokenizer, text_len))
@@ -136,6 +126,27 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
     summary = loop.run(max_optimizer_steps=max_optimizer_steps, stop=stop)
   summary["train_examples"] = split["train"].num_examples
   return _finish(model_dir, summary, writer, data.name, boot, assigner)
+
+
+def _metric_logger(model_dir: str):
+  """(writer, log_fn): each record {step, [phase], scalars...} to TensorBoard and metrics.jsonl."""
+  from llmrec_jax import metric_writers  # pylint: disable=g-import-not-at-top  (imports TF)
+  writer = metric_writers.create_metric_writer(model_dir, log_to_stdout=False)
+
+  def log_fn(record):
+    scalars = {k: v for k, v in record.items() if k not in ("step", "phase")}
+    writer.write_scalars(record["step"], scalars)
+    writer.flush()
+  return writer, log_fn
+
+
+def _resolve_paths(data_dir: str, vocab_path: Optional[str], template_set: str):
+  """The gin files' '../shared/...' paths, valid from any directory (relative to the checkout);
+  a prompt file (`template_set` may also be a name) made absolute for run_config.json."""
+  template_set = shared_paths.resolve(template_set)
+  if os.path.isfile(template_set):
+    template_set = os.path.abspath(template_set)
+  return shared_paths.resolve(data_dir), shared_paths.resolve(vocab_path), template_set
 
 
 def _write_run_config(model_dir: str, run: dict[str, Any]) -> None:
