@@ -219,12 +219,11 @@ class IdGenRecLoop:
       self.rec_state = jax.device_put(self.rec_state, rec_state_sh)
       self.gen_state = jax.device_put(self.gen_state, gen_state_sh)
       # The batch sharding is a pytree prefix: every array of a batch is split on its first axis.
+      # Jitted through the partitioner: the logical axis rules bind the activation constraints.
       rec_sh = dict(in_shardings=(rec_state_sh, part.batch_sharding, part.replicated),
-                    out_shardings=(rec_state_sh, part.replicated))
+                    out_shardings=(rec_state_sh, part.replicated), partitioner=part)
       id_sh = dict(in_shardings=(gen_state_sh, part.batch_sharding, part.replicated, rec_state_sh.params),
-                   out_shardings=(gen_state_sh, part.replicated))
-    if part is not None:
-      rec_sh, id_sh = dict(rec_sh, partitioner=part), dict(id_sh, partitioner=part)
+                   out_shardings=(gen_state_sh, part.replicated), partitioner=part)
     self.rec_trainer = trainer.Trainer(ctx.rec_model.loss_fn, rec_tx, dropout_seed=sch.seed, **rec_sh)
     # The frozen recommender's params are a jit argument of the ID step (not a constant).
     self.id_trainer = trainer.Trainer(functools.partial(
