@@ -58,7 +58,7 @@ def synthetic(n_items: int, n_users: int, inputs: int, seed: int = 0):
 
 def beauty_reference(n_users: int):
   """(item token lists + EOS, real test prompts [n_users, S]) of Amazon Beauty."""
-  from llmrec_jax import prompt_batches
+  from llmrec_jax.systems.idgenrec import prompt_batches
   from llmrec_jax.data import id_tables, prompts, sources, splits
   from llmrec_jax.indexing import text_tokens
   data = sources.load_p5(BEAUTY)
@@ -108,7 +108,8 @@ def make_ours(module, mode: str, beams: int, max_len: int):
   """jit(params, enc_BxS, trie_arrays) -> items_BxK (best first) for one mode."""
   import jax
   import jax.numpy as jnp
-  from llmrec_jax import evaluation, models
+  from llmrec_jax.evaluation import generative as evaluation
+  from llmrec_jax import models
   from llmrec_jax.decoding import beam_search
   model = models.EncoderDecoderModel(module)
   if mode == "unconstrained":

@@ -3,7 +3,7 @@
   python bench/id_assignment.py --generator DIR [--data_dir DIR] [--hf_items 200] [--our_items 2000]
                                 [--batch_size 256] [--max_input_tokens 256] [--max_levels 18]
 
-DIR is an HF folder with `spiece.model` (e.g. written by `python -m llmrec_jax.indexing.assign
+DIR is an HF folder with `spiece.model` (e.g. written by `python -m llmrec_jax.systems.idgenrec.assign
 --save_generator DIR`). The official side is IDGenRec's `generate_item_id_from_text` loop: one item
 at a time, `model.generate(num_beams=10, num_beam_groups=10, diversity_penalty=dp, min_length=m,
 max_length=m+10, num_return_sequences=10)` with dp 1..9 then m += 10, first untaken normalised
@@ -134,8 +134,9 @@ def main():
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   from llmrec_jax.data import sources  # pylint: disable=g-import-not-at-top
-  from llmrec_jax.indexing import assign, text_tokens, uniqueness  # pylint: disable=g-import-not-at-top
-  from llmrec_jax.indexing.generator import GeneratorOptions, T5IdGenerator  # pylint: disable=g-import-not-at-top
+  from llmrec_jax.systems.idgenrec import assign  # pylint: disable=g-import-not-at-top
+  from llmrec_jax.indexing import text_tokens, uniqueness
+  from llmrec_jax.systems.idgenrec.generator import GeneratorOptions, T5IdGenerator  # pylint: disable=g-import-not-at-top
 
   data = sources.load_p5(args.data_dir)
   texts, _ = assign.item_texts_and_titles(data)

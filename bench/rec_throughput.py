@@ -36,7 +36,7 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
 
 
 def _setup(data_dir: str):
-  from llmrec_jax import idgenrec
+  from llmrec_jax.systems.idgenrec import components as idgenrec
   from llmrec_jax.data import id_tables, splits
   data = idgenrec.load_data(data_dir)
   tokenizer, vocab_size, _ = idgenrec.load_tokenizer(
@@ -46,7 +46,7 @@ def _setup(data_dir: str):
 
 
 def encdec_batches(data, split, tokenizer, item_ids, num: int, batch_size: int = 64):
-  from llmrec_jax import idgenrec, prompt_batches
+  from llmrec_jax.systems.idgenrec import components as idgenrec, prompt_batches
   templates = idgenrec.load_templates("llmrec_default").train
   batcher = prompt_batches.PromptBatcher(tokenizer.encode, None, item_ids, templates,
                                          num_history=20, input_len=256, id_len=24, target_len=24,
@@ -67,7 +67,7 @@ def encdec_batches(data, split, tokenizer, item_ids, num: int, batch_size: int =
 
 
 def stream_batches(data, tokenizer, item_ids, num: int, trie_softmax: bool):
-  from llmrec_jax import evaluation
+  from llmrec_jax.evaluation import generative as evaluation
   from llmrec_jax.data import item_streams
   item_tokens = [tokenizer.encode(t) for t in item_ids]
   streams = item_streams.train_streams(data.sequences, item_tokens, max_items=20, eos_id=1)
@@ -90,9 +90,10 @@ def stream_batches(data, tokenizer, item_ids, num: int, trie_softmax: bool):
 
 def bench_form(form: str, batches, vocab_size: int, size: str, trie=None) -> dict:
   import jax
-  from llmrec_jax import decoder_model, model_sizes, models, network, optimizers, trainer
+  from llmrec_jax import decoder_model, model_sizes, models, network
+  from llmrec_jax.training import optimizers, trainer
   from llmrec_jax.network import decoder_only
-  from llmrec_jax.train_state import TrainState
+  from llmrec_jax.training.train_state import TrainState
   cfg = model_sizes.t5_config(size, vocab_size=vocab_size, dropout_rate=0.1)
   aux = ()
   if form == "encdec":

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from llmrec_jax.baselines import sasrec, sasrec_train
+from llmrec_jax.systems.sasrec import model as sasrec, train as sasrec_train
 from llmrec_jax.data import sources
 
 data = sources.load_dataset(sys.argv[1])

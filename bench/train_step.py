@@ -18,19 +18,20 @@ import numpy as np
 
 
 def _batch(rng, b, s, t, vocab):
-  from llmrec_jax import toy_tasks
+  from llmrec_jax.data import batching
   enc = rng.integers(2, vocab, size=(b, s)).astype(np.int32)
   tgt = rng.integers(2, vocab, size=(b, t)).astype(np.int32)
   tgt[:, -1] = 1
   return {"encoder_input_tokens": enc, "decoder_target_tokens": tgt,
-          "decoder_input_tokens": toy_tasks.shift_right(tgt),
+          "decoder_input_tokens": batching.shift_right(tgt),
           "decoder_loss_weights": np.ones((b, t), np.float32)}
 
 
 def bench_ours(size, batch, steps):
   import jax
-  from llmrec_jax import model_sizes, models, network, optimizers, trainer
-  from llmrec_jax.train_state import TrainState
+  from llmrec_jax import model_sizes, models, network
+  from llmrec_jax.training import optimizers, trainer
+  from llmrec_jax.training.train_state import TrainState
   cfg = model_sizes.t5_config(size, dropout_rate=0.1)
   model = models.EncoderDecoderModel(network.Transformer(cfg))
   shapes = {k: v.shape for k, v in batch.items()}

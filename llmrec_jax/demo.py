@@ -16,8 +16,10 @@ import os
 import tempfile
 import time
 
-from llmrec_jax import alternating, console, evaluation, train as train_lib
-from llmrec_jax.baselines import popularity
+from llmrec_jax.systems.idgenrec import alternating
+from llmrec_jax import console, train as train_lib
+from llmrec_jax.evaluation import generative as evaluation
+from llmrec_jax.systems import popularity
 from llmrec_jax.data import splits, synthetic
 
 

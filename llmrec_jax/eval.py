@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 from typing import Optional
 
 import numpy as np
 
-from llmrec_jax import evaluation, idgenrec, inference, prompt_batches
+from llmrec_jax.evaluation import evaluator, generative as evaluation
+from llmrec_jax.systems.idgenrec import components as idgenrec, prompt_batches
+from llmrec_jax import inference
 from llmrec_jax.data import splits as splits_lib
 
 
@@ -30,25 +31,22 @@ def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: O
              data_dir: Optional[str] = None) -> dict:
   model_dir = os.path.abspath(model_dir)
   r = inference.restore(model_dir, step=step, data_dir=data_dir)
-  split = splits_lib.leave_one_out(r.data, max_his=r.run["max_his"])
+  split = splits_lib.leave_one_out(r.data, max_his=r.run.max_his)
   batcher = prompt_batches.PromptBatcher(
-      r.tokenizer.encode, None, r.item_ids, idgenrec.load_templates(r.run["template_set"]).train,
-      num_history=r.run["max_his"], input_len=r.run["input_len"], id_len=r.run["id_len"],
-      target_len=r.run["id_len"])
-  trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(r.data.num_items)],
-                                    vocab_size=r.model.module.config.vocab_size)
-  topk = evaluation.make_topk_fn(r.model, decode)
+      r.tokenizer.encode, None, r.item_ids, idgenrec.load_templates(r.run.template_set).train,
+      num_history=r.run.max_his, input_len=r.run.input_len, id_len=r.run.id_len,
+      target_len=r.run.id_len, grow_lengths=True)  # as long as the IDs training used
+  ranker = evaluation.PromptRanker(
+      evaluation.make_topk_fn(r.model, decode), r.params,
+      batcher.item_tokens.trie(r.model.module.config.vocab_size),
+      functools.partial(batcher.held_out_batches, user_ids=r.user_ids, batch_size=batch_size,
+                        exclude_seen_of=r.data.sequences if exclude_seen else None), batch_size)
   out = {"model_dir": model_dir, "step": r.step}
-  for name, held_out in (("valid", 2), ("test", 1)):
+  for name in ("valid", "test"):
     sp = split[name]
     n = sp.num_examples if max_eval_examples is None else min(max_eval_examples, sp.num_examples)
-    excluded = None
-    if exclude_seen:
-      excluded = functools.partial(prompt_batches.seen_items, r.data.sequences, held_out=held_out)
-    rows = batcher.by_history_length(sp, np.arange(n))
-    batches = batcher.eval_batches(sp, r.user_ids, rows=rows, batch_size=batch_size, excluded=excluded)
-    out[name], _ = evaluation.evaluate(topk, r.params, trie, batches, sp.target[rows], ks=decode.ks,
-                                       num_batches=math.ceil(n / batch_size), desc=f"evaluate {name}")
+    rows = batcher.by_history_length(sp, np.arange(n))  # shortest history first, as training's
+    out[name] = evaluator.evaluate_split(ranker, evaluator.HeldOut(name, sp, rows), ks=decode.ks)
   return out
 
 

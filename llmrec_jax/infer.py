@@ -17,7 +17,8 @@ import json
 import os
 from typing import Optional, Sequence
 
-from llmrec_jax import idgenrec, inference
+from llmrec_jax.systems.idgenrec import components as idgenrec
+from llmrec_jax import inference
 
 
 def infer(*, model_dir: str, users: Sequence[str] = (), history: Sequence[str] = (), top_k: int = 10,
@@ -41,8 +42,8 @@ def infer(*, model_dir: str, users: Sequence[str] = (), history: Sequence[str] =
     raise ValueError("give infer.users and/or infer.history")
   items, scores = inference.recommend(
       r, [q[2] for q in queries], [q[1] for q in queries], top_k=top_k,
-      templates=idgenrec.load_templates(r.run["template_set"]), input_len=r.run["input_len"],
-      id_len=r.run["id_len"], max_his=r.run["max_his"],
+      templates=idgenrec.load_templates(r.run.template_set), input_len=r.run.input_len,
+      id_len=r.run.id_len, max_his=r.run.max_his,
       exclude=[q[2] for q in queries] if exclude_seen else None)
   out = []
   for (name, _, _), row_items, row_scores in zip(queries, items, scores):

@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from llmrec_jax import evaluation, idgenrec, model_sizes, models, network, prompt_batches
-from llmrec_jax.checkpoints import orbax_t5x
+from llmrec_jax.evaluation import generative as evaluation
+from llmrec_jax.systems.idgenrec import components as idgenrec, prompt_batches
+from llmrec_jax.systems.idgenrec.run_record import FILE_NAME as RUN_RECORD, RunRecord, VOCAB_FILE
+from llmrec_jax import model_sizes, models, network
+from llmrec_jax.checkpoints import layout, orbax_t5x
 from llmrec_jax.data import prompts
 from llmrec_jax.data.records import RecData
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -22,7 +28,7 @@ class Restored:
   item_ids: list[str]
   user_ids: list[str]
   step: int
-  run: dict[str, Any]  # run_config.json as recorded
+  run: RunRecord  # run_config.json as recorded
   data_dir: str  # the dataset actually loaded: the recorded DATA_DIR or the override
 
 
@@ -35,62 +41,63 @@ def restore(model_dir: str, step: Optional[int] = None, data_dir: Optional[str] 
   as the checkpoint's ID tables. Fails before loading params when the run is a decoder-only
   one or its dataset is missing or does not match.
   """
-  import json  # pylint: disable=g-import-not-at-top
   from llmrec_jax.indexing import text_tokens  # pylint: disable=g-import-not-at-top
   model_dir = os.path.abspath(model_dir)
-  cfg_path = os.path.join(model_dir, "run_config.json")
-  if not os.path.isfile(cfg_path):
-    raise FileNotFoundError(f"{cfg_path} not found: is {model_dir} a llmrec_jax.train model dir?")
-  with open(cfg_path, encoding="utf-8") as f:
-    run = json.load(f)
-  manager = orbax_t5x.CheckpointManager(os.path.join(model_dir, "recommender"))
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {model_dir}/recommender")
-  ckpt_path = os.path.join(manager.directory, f"{orbax_t5x.STEP_PREFIX}_{step}")
-  meta = _restore_metadata(ckpt_path)
+  run = RunRecord.load(model_dir)
+  root = layout.recommender_root(model_dir)
+  step = _checkpoint_step(root, step)
+  ckpt_path = orbax_t5x.step_dir(root, step)
+  meta = orbax_t5x.restore_metadata(ckpt_path)
   if "item_ids" not in meta and "item_tokens" in meta:  # the stream trainer's metadata
     raise ValueError(f"{model_dir} is a decoder-only (rec_form='decoder_only') run: eval and infer "
                      f"support encoder-decoder runs; its test metrics are in {model_dir}/results.json")
-  data_dir = _data_dir(run, cfg_path, data_dir)
-  data = idgenrec.load_data(data_dir, synthetic_users=run["synthetic_users"],
-                            synthetic_items=run["synthetic_items"], seed=run["seed"])
+  data_dir = _data_dir(run, os.path.join(model_dir, RUN_RECORD), data_dir)
+  data = idgenrec.load_data(data_dir, synthetic_users=run.synthetic_users,
+                            synthetic_items=run.synthetic_items, seed=run.seed)
   for what, n_data, n_ckpt in (("items", data.num_items, len(meta["item_ids"])),
                                ("users", data.num_users, len(meta["user_ids"]))):
     if n_data != n_ckpt:
       raise ValueError(f"dataset {data_dir} has {n_data} {what} but checkpoint {ckpt_path} has "
                        f"{n_ckpt} in its ID table: it is not the dataset of this run")
-  tokenizer = text_tokens.load_sentencepiece(os.path.join(model_dir, "spiece.model"))
-  config = model_sizes.t5_config(run["rec_size"], vocab_size=run["vocab_size"], dropout_rate=0.0)
-  model = models.EncoderDecoderModel(network.Transformer(config))
-  params = _restore_params(ckpt_path)
+  tokenizer = text_tokens.load_sentencepiece(os.path.join(model_dir, VOCAB_FILE))
+  model = models.EncoderDecoderModel(network.Transformer(_model_config(ckpt_path, meta, run)))
+  params = orbax_t5x.restore_params(ckpt_path)
   return Restored(data, tokenizer, model, params, list(meta["item_ids"]), list(meta["user_ids"]), step,
                   run, data_dir)
 
 
-def _data_dir(run: dict[str, Any], cfg_path: str, override: Optional[str]) -> str:
+def _checkpoint_step(root: str, step: Optional[int]) -> int:
+  """`step` (default: the latest) when the checkpoint root `root` holds it."""
+  steps = orbax_t5x.all_steps(root)
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint in {root}")
+  if step is not None and step not in steps:
+    raise FileNotFoundError(f"no checkpoint {step} in {root} (steps: {steps})")
+  return steps[-1] if step is None else step
+
+
+def _model_config(ckpt_path: str, meta: dict[str, Any], run: RunRecord):
+  """The recommender's network as saved with its checkpoint (dropout off); for a checkpoint
+  saved without it, the recorded size name, with a warning."""
+  config = orbax_t5x.saved_model_config(ckpt_path, meta)
+  if config is None:
+    log.warning("%s holds no %s: building the recommender from the recorded size %r",
+                ckpt_path, orbax_t5x.MODEL_CONFIG, run.rec_size)
+    return model_sizes.t5_config(run.rec_size, vocab_size=run.vocab_size, dropout_rate=0.0)
+  return dataclasses.replace(config, dropout_rate=0.0)
+
+
+def _data_dir(run: RunRecord, cfg_path: str, override: Optional[str]) -> str:
   """`override` (made absolute), else the recorded DATA_DIR, which must still exist."""
   if override is not None:
     return override if override == idgenrec.SYNTHETIC else os.path.abspath(override)
-  recorded = run["data_dir"]
+  recorded = run.data_dir
   if recorded != idgenrec.SYNTHETIC and not os.path.isdir(recorded):
     raise FileNotFoundError(
         f"{cfg_path} records DATA_DIR {recorded}, which does not exist (moved dataset, another "
         f"machine?): pass the dataset's location with --gin.evaluate.data_dir=\"'/path'\" "
         f"(eval) or --gin.infer.data_dir=\"'/path'\" (infer)")
   return recorded
-
-
-def _restore_metadata(path: str) -> dict[str, Any]:
-  """The JSON metadata (ID tables) of the checkpoint folder `path`."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(f"{path}/metadata")
-
-
-def _restore_params(path: str):
-  """The params (`target`) of T5X's state tree in the checkpoint folder `path`."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  return ocp.PyTreeCheckpointer().restore(f"{path}/state")["target"]
 
 
 def recommend(r: Restored, histories: Sequence[Sequence[int]], user_ids: Sequence[str], *, top_k: int = 10,
@@ -101,9 +108,8 @@ def recommend(r: Restored, histories: Sequence[Sequence[int]], user_ids: Sequenc
   templates = templates or prompts.get_template_set("llmrec_default")
   batcher = prompt_batches.PromptBatcher(r.tokenizer.encode, None, r.item_ids, templates.train,
                                          num_history=max_his, input_len=input_len, id_len=id_len,
-                                         target_len=id_len)
-  trie = evaluation.build_item_trie([batcher.item_id_tokens(i) for i in range(r.data.num_items)],
-                                    vocab_size=r.model.module.config.vocab_size)
+                                         target_len=id_len, grow_lengths=True)  # as training's IDs
+  trie = batcher.item_tokens.trie(r.model.module.config.vocab_size)
   batch = batcher.rec_batch(list(user_ids), [list(h) for h in histories], [0] * len(histories),
                             [0] * len(histories))
   batch.pop("history_items")

@@ -22,7 +22,7 @@ import numpy as np
 from flax.linen import partitioning as nn_partitioning
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from llmrec_jax.train_state import TrainState
+from llmrec_jax.training.train_state import TrainState
 
 PyTree = Any
 LogicalAxisRules = tuple[tuple[str, Optional[str]], ...]

@@ -8,17 +8,24 @@ each `--metrics` name (default validation HR@10 and NDCG@10) against each `--x` 
 wall-clock `minutes` and `epoch`; `step` is the optimizer step), one line per run, labelled by
 its folder name. Needs only matplotlib (Agg, no
 display), not TensorFlow.
+
+  python -m llmrec_jax.report RUN_DIR [RUN_DIR ...] [--out PNG] [--metrics valid/hit@10,...]
+      [--x minutes,epoch]
+
+A RUN_DIR may also be the metrics.jsonl file itself.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 from typing import Any, Optional, Sequence
 
+from absl import app
+from absl import flags
 import numpy as np
+
+from llmrec_jax import cli_flags
 
 METRICS_FILE = "metrics.jsonl"  # = metric_writers.METRICS_FILE (not imported: it pulls in TF)
 RESERVED = ("step", "round")
@@ -135,27 +142,30 @@ def plot_curves(runs: dict[str, Sequence[dict[str, Any]]], metrics: Sequence[str
   return out_path
 
 
-def _metrics_path(parser, path: str) -> str:
+def _metrics_path(path: str) -> str:
   if os.path.isdir(path):
     path = os.path.join(path, METRICS_FILE)
   if not os.path.isfile(path):
-    parser.error(f"{path} not found")
+    raise FileNotFoundError(f"{path} not found")
   return path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> str:
-  parser = argparse.ArgumentParser(prog="python -m llmrec_jax.report", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("model_dirs", nargs="+",
-                      help=f"run folder(s) holding {METRICS_FILE} (or the files themselves)")
-  parser.add_argument("--out", help="PNG to write (default: RUN_DIR/metrics.png for one run, "
-                                    "curves.png for several)")
-  parser.add_argument("--metrics", default="valid/hit@10,valid/ndcg@10",
-                      help="comma-separated metric names for the multi-run curves")
-  parser.add_argument("--x", default="minutes,epoch",
-                      help="comma-separated x keys for the multi-run curves (minutes, epoch, step)")
-  args = parser.parse_args(argv)
-  paths = [_metrics_path(parser, p) for p in args.model_dirs]
+def define_flags(flag_values: flags.FlagValues) -> list[flags.FlagHolder]:
+  fv = flag_values
+  return [
+      flags.DEFINE_string("out", None, "PNG to write (default: RUN_DIR/metrics.png for one run, "
+                          "curves.png for several).", flag_values=fv),
+      flags.DEFINE_string("metrics", "valid/hit@10,valid/ndcg@10",
+                          "Comma-separated metric names for the multi-run curves.", flag_values=fv),
+      flags.DEFINE_string("x", "minutes,epoch", "Comma-separated x keys for the multi-run curves "
+                          "(minutes, epoch, step).", flag_values=fv)]
+
+
+def run(args, model_dirs: Sequence[str]) -> str:
+  """Plots the runs `model_dirs` (folders holding metrics.jsonl, or the files); returns the PNG."""
+  if not model_dirs:
+    raise app.UsageError(f"give one or more RUN_DIRs (folders holding {METRICS_FILE})")
+  paths = [_metrics_path(p) for p in model_dirs]
   run_name = lambda p: os.path.basename(os.path.dirname(os.path.abspath(p)))  # noqa: E731
   if len(paths) == 1:
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(paths[0])), "metrics.png")
@@ -168,5 +178,10 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
   return out
 
 
+def main(argv: Sequence[str]) -> str:
+  """The CLI from Python: `main(['RUN_DIR', '--out', 'm.png'])`; returns the PNG written."""
+  return run(*cli_flags.parse(define_flags, argv, takes_positional=True))
+
+
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  cli_flags.run_main(define_flags, run, takes_positional=True)

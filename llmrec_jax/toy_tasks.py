@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from llmrec_jax.data.batching import shift_right
+
 PAD_ID, EOS_ID, FIRST_TOKEN = 0, 1, 2
 
 
@@ -27,9 +29,3 @@ def copy_task_batch(rng: np.random.Generator, batch_size: int, max_len: int,
       "decoder_loss_weights": (seq_BxL > 0).astype(np.float32),
   }
 
-
-def shift_right(targets_BxT: np.ndarray) -> np.ndarray:
-  """Decoder inputs: BOS (0) then the targets without their last position."""
-  out = np.zeros_like(targets_BxT)
-  out[:, 1:] = targets_BxT[:, :-1]
-  return out

@@ -2,8 +2,9 @@
 
 Flags as `t5x.train`: --gin_file (repeatable), --gin_bindings, --gin.NAME=VALUE, --gin_search_paths,
 --tfds_data_dir, and the multi-host flags. Our gin_configs/ is always on the search path.
-Writes to MODEL_DIR: config.gin, checkpoints (recommender/, generator/), metrics.jsonl,
-TensorBoard events, id tables per phase and results.json (per phase + best on validation).
+Writes to MODEL_DIR: config.gin, run_config.json (`run_record.RunRecord`) and spiece.model,
+checkpoints (`checkpoints.layout`: recommender/, generator/), metrics.jsonl, TensorBoard
+events, id tables per phase and results.json (per phase + best on validation).
 """
 from __future__ import annotations
 
@@ -18,16 +19,19 @@ from typing import Any, Optional, Sequence
 
 import jax
 
-from llmrec_jax import alternating, evaluation, id_phase, idgenrec, model_sizes, models, network
-from llmrec_jax import partitioning, setup_cache, stream_id_phase, stream_training
+from llmrec_jax.systems.idgenrec import alternating, id_phase, components as idgenrec
+from llmrec_jax.evaluation import generative as evaluation
+from llmrec_jax import model_sizes, models, network
+from llmrec_jax import partitioning
+from llmrec_jax.systems.idgenrec import setup_cache, stream_id_phase, stream_training
 from llmrec_jax.data import id_tables, item_text, shared_paths, splits as splits_lib
-from llmrec_jax.indexing import bootstrap, text_tokens
+from llmrec_jax.systems.idgenrec import bootstrap, run_record
+from llmrec_jax.indexing import text_tokens
 from llmrec_jax.training import stopping
 
 log = logging.getLogger(__name__)
 
-RUN_CONFIG = "run_config.json"
-RUN_VOCAB = "spiece.model"
+RUN_VOCAB = run_record.VOCAB_FILE
 
 
 def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Optional[str] = None,
@@ -74,10 +78,12 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
            for m in data.item_meta]
   tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
                                      initial_ids=initial_ids, item_texts=texts)
-  _write_run_config(model_dir, {
-      "data_dir": data_dir, "rec_size": rec_size, "vocab_size": vocab_size, "template_set": template_set,
-      "input_len": input_len, "id_len": id_len, "max_his": schedule.max_his, "synthetic_users": synthetic_users,
-      "synthetic_items": synthetic_items, "seed": schedule.seed})
+  # What `eval` / `infer` rebuild the data, tokenizer and recommender from (DATA_DIR absolute).
+  run_record.RunRecord(
+      data_dir=_absolute_data_dir(data_dir), rec_size=rec_size, vocab_size=vocab_size,
+      template_set=template_set, input_len=input_len, id_len=id_len, max_his=schedule.max_his,
+      synthetic_users=synthetic_users, synthetic_items=synthetic_items, seed=schedule.seed,
+  ).save(model_dir)
   # What the bootstrap and the initial IDs depend on: a restart with these settings reuses them.
   cache_key = {"data_dir": _absolute_data_dir(data_dir), "initial_ids": initial_ids, "gen_size": gen_size,
                "bootstrap_steps": bootstrap_steps, "seed": schedule.seed, "text_len": text_len,
@@ -130,7 +136,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
 
 def _metric_logger(model_dir: str):
   """(writer, log_fn): each record {step, [phase], scalars...} to TensorBoard and metrics.jsonl."""
-  from llmrec_jax import metric_writers  # pylint: disable=g-import-not-at-top  (imports TF)
+  from llmrec_jax.training import metric_writers  # pylint: disable=g-import-not-at-top  (imports TF)
   writer = metric_writers.create_metric_writer(model_dir, log_to_stdout=False)
 
   def log_fn(record):
@@ -147,14 +153,6 @@ def _resolve_paths(data_dir: str, vocab_path: Optional[str], template_set: str):
   if os.path.isfile(template_set):
     template_set = os.path.abspath(template_set)
   return shared_paths.resolve(data_dir), shared_paths.resolve(vocab_path), template_set
-
-
-def _write_run_config(model_dir: str, run: dict[str, Any]) -> None:
-  """What `eval` / `infer` need to rebuild the same data, tokenizer and recommender; DATA_DIR
-  absolute, so they (and a resume) work from any directory."""
-  run = {**run, "data_dir": _absolute_data_dir(run["data_dir"])}
-  with open(os.path.join(model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
-    json.dump(run, f, indent=1)
 
 
 def _absolute_data_dir(data_dir: str) -> str:

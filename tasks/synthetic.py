@@ -2,13 +2,16 @@
 
 Tasks `llmrec_synthetic` (+ `_unseen`, `_id`) on `make_synthetic(seed=0)`, `llmrec_synthetic_b`
 (+ `_unseen`, `_id`) on `make_synthetic(seed=1)`, and the Mixture `llmrec_synthetic_mix` of the two
-rec tasks (the foundation setting in miniature). Both use a vocabulary trained on their own text and
-the `llmrec_default` templates. `PROVIDERS[name]` holds the ID tables the tasks read: replace them
-with `PROVIDERS[name].set(item=..., user=...)` between ID phases.
+rec tasks (the foundation setting in miniature), plus the whole-prompt tasks `<name>_rec_tokens` and
+`<name>_id_tokens` of both (`prompt_token_tasks`: IDGenRec's training prompts, with soft slots).
+All use a vocabulary trained on their own text and the `llmrec_default` templates. `PROVIDERS[name]`
+holds the ID tables the tasks read: replace them with `PROVIDERS[name].set(item=..., user=...)`
+between ID phases.
 Real datasets are registered by the entry points with `task_builders.register_data_dir_tasks`.
 """
 import seqio
 
+from llmrec_jax.data import prompt_token_tasks
 from llmrec_jax.data import task_builders as tb
 from llmrec_jax.data import vocab as vocab_lib
 from llmrec_jax.data.prompts import get_template_set
@@ -29,5 +32,7 @@ for _name, _data in DATA.items():
     _examples = tb.RecExamples(_data, PROVIDERS[_name], _spec)
     seqio.TaskRegistry.add(**tb.task_kwargs(_name if _kind == tb.TaskKind.REC else f"{_name}_{_kind.value}",
                                             _examples, VOCAB))
+  prompt_token_tasks.register_prompt_token_tasks(_name, _data, VOCAB, PROVIDERS[_name], TEMPLATES,
+                                                 grow_lengths=True)
 
 seqio.MixtureRegistry.add("llmrec_synthetic_mix", [("llmrec_synthetic", 1.0), ("llmrec_synthetic_b", 1.0)])

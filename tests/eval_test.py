@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from llmrec_jax import alternating, evaluation
+from llmrec_jax.systems.idgenrec import alternating
+from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax import eval as eval_lib
 from llmrec_jax import train as train_lib
 from llmrec_jax.data import synthetic
@@ -99,3 +100,19 @@ def test_data_dir_of_another_dataset_fails_naming_both(tiny_run, tmp_path):
   message = str(e.value)
   assert f"dataset {other} has 4 items" in message
   assert str(root / "run" / "recommender") in message and "has 24 in its ID table" in message
+
+
+def test_checkpoint_holds_the_network_that_restore_rebuilds(tiny_run):
+  """The recommender's T5Config is saved with its checkpoint, and `restore` builds exactly it
+  (dropout off), beside the typed run record."""
+  import dataclasses
+  from llmrec_jax import inference, model_sizes
+  from llmrec_jax.checkpoints import layout, orbax_t5x
+  from llmrec_jax.systems.idgenrec.run_record import RunRecord
+  root, _ = tiny_run
+  record = RunRecord.load(str(root / "run"))
+  ckpt_root = layout.recommender_root(str(root / "run"))
+  saved = orbax_t5x.saved_model_config(orbax_t5x.step_dir(ckpt_root, orbax_t5x.latest_step(ckpt_root)))
+  assert saved == model_sizes.t5_config(record.rec_size, vocab_size=record.vocab_size, dropout_rate=0.1)
+  restored = inference.restore(str(root / "run"))
+  assert restored.run == record and restored.model.module.config == dataclasses.replace(saved, dropout_rate=0.0)

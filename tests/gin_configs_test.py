@@ -6,7 +6,8 @@ import sys
 import gin
 import pytest
 
-from llmrec_jax import alternating, gin_utils
+from llmrec_jax.systems.idgenrec import alternating
+from llmrec_jax import gin_utils
 from llmrec_jax import train as train_lib
 
 GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin_configs"
@@ -71,7 +72,7 @@ def test_ablation_with_cpu_budget(gin_env, scheme):
   assert b["rec_size"] == b["gen_size"] == "t5_tiny" and b["vocab_path"].endswith("t5_spiece.model")
   assert b["max_eval_examples"] is None                    # every user is evaluated
   assert schedule.id_epochs == 0.0 and schedule.rounds == 1 and schedule.max_his == 20
-  from llmrec_jax import idgenrec  # pylint: disable=g-import-not-at-top
+  from llmrec_jax.systems.idgenrec import components as idgenrec  # pylint: disable=g-import-not-at-top
   assert idgenrec.needs_generator(b["initial_ids"], schedule) == (scheme == "learned")
   assert not any(p == "id" for _, p in schedule.phases())
 

@@ -10,14 +10,15 @@ import pytest
 
 from llmrec_jax import infer as infer_lib
 from llmrec_jax.checkpoints import orbax_t5x
+from llmrec_jax.systems.idgenrec.run_record import RunRecord
 
 
 def _run_dir(model_dir, data_dir: str, num_items: int):
   """run_config.json recording `data_dir`, and a checkpoint whose ID tables have `num_items` items."""
   model_dir.mkdir()
-  (model_dir / "run_config.json").write_text(json.dumps({
-      "data_dir": data_dir, "synthetic_users": 2, "synthetic_items": num_items, "seed": 0}),
-      encoding="utf-8")
+  RunRecord(data_dir=data_dir, rec_size="t5_tiny", vocab_size=128, template_set="llmrec_default",
+            input_len=32, id_len=8, max_his=4, synthetic_users=2, synthetic_items=num_items,
+            seed=0).save(str(model_dir))
   manager = orbax_t5x.CheckpointManager(str(model_dir / "recommender"))
   manager.save(7, {"target": {"w": np.zeros(2, np.float32)}, "state": {"step": np.int32(7)}},
                {"item_ids": [f"id {i}" for i in range(num_items)], "user_ids": ["user 1", "user 2"]})

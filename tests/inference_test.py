@@ -1,11 +1,11 @@
 """`inference.restore` names what it cannot restore: a decoder-only (stream) run."""
-import json
-
 import jax
 import numpy as np
 import pytest
 
-from llmrec_jax import decoder_model, inference, stream_training
+from llmrec_jax import decoder_model, inference
+from llmrec_jax.systems.idgenrec import stream_training
+from llmrec_jax.systems.idgenrec.run_record import RunRecord
 from llmrec_jax.network import T5Config, decoder_only
 
 
@@ -20,7 +20,8 @@ def test_decoder_only_run_fails_pointing_to_its_results(tmp_path):
   trainer = stream_training.StreamTrainer(model, params, sequences, [[3 + i] for i in range(5)],
                                           schedule, vocab_size=16, model_dir=str(tmp_path))
   trainer.save()
-  (tmp_path / "run_config.json").write_text(json.dumps({"data_dir": "synthetic"}), encoding="utf-8")
+  RunRecord(data_dir="synthetic", rec_size="t5_tiny", vocab_size=16, template_set="llmrec_default",
+            input_len=32, id_len=8, max_his=4, synthetic_users=3, synthetic_items=5, seed=0).save(str(tmp_path))
   with pytest.raises(ValueError) as e:
     inference.restore(str(tmp_path))
   message = str(e.value)

@@ -4,8 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llmrec_jax import model_sizes, models, network, optimizers, toy_tasks, trainer
-from llmrec_jax.train_state import TrainState
+from llmrec_jax.data import batching
+from llmrec_jax import model_sizes, models, network, toy_tasks
+from llmrec_jax.training import optimizers, trainer
+from llmrec_jax.training.train_state import TrainState
 
 VOCAB, MAX_LEN, BATCH = 32, 8, 32
 
@@ -72,7 +74,7 @@ def test_beam_decodes_are_sorted_and_rescored_exactly(model, trained):
   best = np.asarray(decodes[:, -1])
   rescored = model.score_batch(params, {
       "encoder_input_tokens": batch["encoder_input_tokens"], "decoder_target_tokens": best,
-      "decoder_input_tokens": toy_tasks.shift_right(best),
+      "decoder_input_tokens": batching.shift_right(best),
       "decoder_loss_weights": (best > 0).astype(np.float32)})
   np.testing.assert_allclose(rescored, aux["scores"][:, -1], rtol=1e-4, atol=1e-4)
 

@@ -7,8 +7,9 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from llmrec_jax import model_sizes, models, network, optimizers, partitioning, toy_tasks, trainer
-from llmrec_jax.train_state import TrainState
+from llmrec_jax import model_sizes, models, network, partitioning, toy_tasks
+from llmrec_jax.training import optimizers, trainer
+from llmrec_jax.training.train_state import TrainState
 
 VOCAB, MAX_LEN, BATCH, STEPS = 32, 8, 16, 3
 MESHES = [(8, 1), (4, 2), (2, 4)]

@@ -7,7 +7,8 @@ import pytest
 
 import jax
 
-from llmrec_jax import alternating, gin_utils, id_phase, partitioning
+from llmrec_jax.systems.idgenrec import alternating, id_phase
+from llmrec_jax import gin_utils, partitioning
 from llmrec_jax import train as train_lib
 
 
@@ -42,7 +43,7 @@ def test_tiny_gin_binds_tiny_sizes(gin_env):
 
 
 def test_cpu_gin_binds_the_decoder_only_stream_recommender(gin_env):
-  from llmrec_jax import stream_training
+  from llmrec_jax.systems.idgenrec import stream_training
   b = _bound(gin_env, ["idgenrec_beauty_cpu.gin"], ["MODEL_DIR = '/tmp/x'"])
   assert b["rec_form"] == "decoder_only" and b["rec_size"] == "t5_tiny"
   assert b["data_dir"] == "../shared/data/amazon2014_beauty" and b["initial_ids"] == "reference"

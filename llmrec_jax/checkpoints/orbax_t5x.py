@@ -2,20 +2,26 @@
 
 The state item holds T5X's pytree `{'target': params, 'state': {'step', 'param_states'}}`, so a
 T5X user can point `RestoreCheckpointConfig.path` at our params. A JSON `metadata` item carries
-what is not an array (ID tables, data position, configs). Orbax writes to a temporary folder and
-renames it when complete, so a crash never leaves a partial `checkpoint_<step>`.
+what is not an array (ID tables, data position, configs), and `model_config`: the network's
+`T5Config` (JSON) when the manager was given one, so a loader rebuilds the very network that
+was saved. Orbax writes to a temporary folder and renames it when complete, so a crash never
+leaves a partial `checkpoint_<step>`. Which root holds which model of a run: `layout`.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
 
-from llmrec_jax.train_state import TrainState
+from llmrec_jax.network import T5Config
+from llmrec_jax.training.train_state import TrainState
 
 STEP_PREFIX = "checkpoint"
+MODEL_CONFIG = "model_config"  # metadata key of the saved network's T5Config
 
 
 class CheckpointReadError(RuntimeError):
@@ -24,6 +30,61 @@ class CheckpointReadError(RuntimeError):
 
 class CheckpointMismatchError(ValueError):
   """A readable checkpoint whose arrays do not fit the model (another run's sizes)."""
+
+
+def step_dir(root: str, step: int) -> str:
+  """`<root>/checkpoint_<step>`: one saved step of a checkpoint root."""
+  return os.path.join(root, f"{STEP_PREFIX}_{int(step)}")
+
+
+def all_steps(root: str) -> list[int]:
+  """Steps saved whole under `root`, ascending (none when `root` does not exist; nothing is
+  created). Orbax's temporary folders and `fail_safe`'s set-aside ones do not count."""
+  if not os.path.isdir(root):
+    return []
+  pattern = re.compile(rf"{STEP_PREFIX}_(\d+)")
+  return sorted(int(m.group(1)) for m in map(pattern.fullmatch, os.listdir(root))
+                if m and os.path.isdir(os.path.join(root, m.group(0))))
+
+
+def latest_step(root: str) -> Optional[int]:
+  steps = all_steps(root)
+  return steps[-1] if steps else None
+
+
+def config_to_json(config: T5Config) -> dict[str, Any]:
+  """`dataclasses.asdict(config)` with the dtype as its name: JSON for checkpoint metadata."""
+  return {**dataclasses.asdict(config), "dtype": config.dtype.name}
+
+
+def config_from_json(fields: Any, where: str) -> T5Config:
+  """The `T5Config` of `config_to_json`; fails naming `where` (the metadata's folder)."""
+  if not isinstance(fields, dict):
+    raise CheckpointReadError(f"{where}: {MODEL_CONFIG} is a {type(fields).__name__}, not a JSON object")
+  try:
+    return T5Config(**fields)
+  except (TypeError, ValueError) as e:
+    raise CheckpointReadError(f"{where}: {MODEL_CONFIG} is not a T5Config: {e}") from e
+
+
+def restore_metadata(path: str) -> dict[str, Any]:
+  """The JSON metadata of the saved step folder `path` (`step_dir`)."""
+  return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(os.path.join(path, "metadata"))
+
+
+def restore_params(path: str) -> Any:
+  """The params (`target`) of T5X's state tree in the saved step folder `path`, as stored (no
+  template: host arrays)."""
+  return ocp.PyTreeCheckpointer().restore(os.path.join(path, "state"))["target"]
+
+
+def saved_model_config(path: str, metadata: Optional[dict[str, Any]] = None) -> Optional[T5Config]:
+  """The `T5Config` saved with the step folder `path` (its `metadata`, read when not given), or
+  None for a checkpoint saved without one."""
+  metadata = restore_metadata(path) if metadata is None else metadata
+  if MODEL_CONFIG not in metadata:
+    return None
+  return config_from_json(metadata[MODEL_CONFIG], f"{path}/metadata")
 
 
 def to_t5x_tree(state: TrainState) -> dict[str, Any]:
@@ -57,10 +118,14 @@ def _abstract(tree: Any) -> Any:
 
 
 class CheckpointManager:
-  """Save/restore with a keep-N policy. Thin wrapper over `ocp.CheckpointManager`."""
+  """Save/restore with a keep-N policy. Thin wrapper over `ocp.CheckpointManager`.
 
-  def __init__(self, directory: str, *, keep: Optional[int] = None):
+  With `model_config`, every save also records it in the metadata (`MODEL_CONFIG`)."""
+
+  def __init__(self, directory: str, *, keep: Optional[int] = None,
+               model_config: Optional[T5Config] = None):
     self.directory = os.path.abspath(directory)
+    self._model_config = None if model_config is None else config_to_json(model_config)
     options = ocp.CheckpointManagerOptions(step_prefix=STEP_PREFIX, max_to_keep=keep, create=True)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
@@ -68,8 +133,10 @@ class CheckpointManager:
 
   def save(self, step: int, state: Any, metadata: Optional[dict[str, Any]] = None) -> None:
     """Writes `checkpoint_<step>/{state,metadata}` and waits until it is complete on disk."""
-    args = {"state": ocp.args.PyTreeSave(state)}
-    args["metadata"] = ocp.args.JsonSave(metadata or {})
+    metadata = dict(metadata or {})
+    if self._model_config is not None:
+      metadata[MODEL_CONFIG] = self._model_config
+    args = {"state": ocp.args.PyTreeSave(state), "metadata": ocp.args.JsonSave(metadata)}
     self._manager.save(int(step), args=ocp.args.Composite(**args), force=True)
     self._manager.wait_until_finished()
 
@@ -80,7 +147,7 @@ class CheckpointManager:
     return sorted(self._manager.all_steps())
 
   def step_path(self, step: int) -> str:
-    return os.path.join(self.directory, f"{STEP_PREFIX}_{int(step)}")
+    return step_dir(self.directory, step)
 
   def reload(self) -> None:
     """Re-reads which steps are on disk (after folders were moved by hand or by `fail_safe`)."""

@@ -5,11 +5,21 @@ those per-example maps dominate the input pipeline once tokenization is cached. 
 only shuffled one by one, then `padded_batch` pads a whole batch at once and the decoder inputs and
 loss weights are computed with one vectorized op per batch. The output equals SeqIO's converter
 followed by `batch` (tests/data/batching_test.py checks it) and has static shapes [B, S] / [B, T].
-TensorFlow is imported inside the function.
+TensorFlow is imported inside the function. `shift_right` is the same decoder-input rule on
+NumPy batches built on the host.
 """
 from __future__ import annotations
 
 from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def shift_right(targets_BxT: np.ndarray, bos_id: int = 0) -> np.ndarray:
+  """Decoder inputs of teacher forcing: BOS, then the targets without their last position."""
+  out_BxT = np.full_like(targets_BxT, bos_id)
+  out_BxT[:, 1:] = targets_BxT[:, :-1]
+  return out_BxT
 
 
 def encdec_batches(ds, task_feature_lengths: Mapping[str, int], batch_size: int, *, drop_remainder: bool = True,

@@ -6,7 +6,8 @@ forward pass gives the next-item target at every position of the sequence (as SA
 where the per-example form re-encodes the whole history for each single target.
 
 Leave-one-out (as `splits.leave_one_out`): training streams hold `seq[:-2]` (the last
-`max_items` of them); the validation prompt is `seq[:-2]`, the test prompt `seq[:-1]`. A prompt
+`max_items` of them); the held-out prompts are `splits.held_out_split`'s histories (validation
+`seq[:-2]`, test `seq[:-1]`). A prompt
 is the stream without its last EOS, left-padded: the decoder feeds that EOS as its first step.
 
 Batches are bucketed by stream length (padded to a multiple of `multiple`) with a fixed token
@@ -20,6 +21,8 @@ import dataclasses
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from llmrec_jax.data import splits
 
 START_ID = 0
 # Branch-row counts are padded to one of these fractions of B * L (few distinct shapes to jit).
@@ -69,13 +72,9 @@ def train_streams(sequences: Sequence[np.ndarray], item_tokens: Sequence[Sequenc
 
 def held_out_histories(sequences: Sequence[np.ndarray], split: str, max_items: int
                        ) -> tuple[list[np.ndarray], np.ndarray]:
-  """(histories, targets) of every user for 'valid' (target seq[-2]) or 'test' (seq[-1])."""
-  held = {"valid": 2, "test": 1}
-  if split not in held:
-    raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
-  n = held[split]
-  hist = [seq[:len(seq) - n][-max_items:] for seq in sequences]
-  return hist, np.asarray([seq[len(seq) - n] for seq in sequences], np.int32)
+  """(histories, targets) of every user for 'valid' or 'test' (`splits.held_out_split`)."""
+  held = splits.held_out_split(sequences, split, max_his=max_items)
+  return list(held.history), held.target
 
 
 def padded_length(n: int, multiple: int) -> int:

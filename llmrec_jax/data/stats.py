@@ -1,15 +1,20 @@
 """Dataset statistics, as a library function and a CLI.
 
-  python -m llmrec_jax.data.stats DATA_DIR [--json] [--max_his 20]
+  python -m llmrec_jax.data.stats DATA_DIR [--json] [--max_his 20] [--drop_bad_users]
+
+DATA_DIR is a dataset folder (P5 layout or MovieLens). Prints counts, split sizes, sequence-length
+percentiles and metadata coverage, as a table or (--json) one JSON object.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from typing import Sequence
 
+from absl import app
+from absl import flags
 import numpy as np
 
+from llmrec_jax import cli_flags
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.sources import load_dataset
 from llmrec_jax.data.splits import leave_one_out
@@ -65,17 +70,26 @@ def format_stats(stats: dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m llmrec_jax.data.stats", description=__doc__.strip().split("\n")[0])
-  parser.add_argument("data_dir", help="a dataset folder (P5 layout or MovieLens)")
-  parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-  parser.add_argument("--max_his", type=int, default=20, help="history length cap of the splits")
-  parser.add_argument("--drop_bad_users", action="store_true", help="drop bad users instead of failing")
-  args = parser.parse_args(argv)
-  stats = dataset_stats(load_dataset(args.data_dir, drop_bad_users=args.drop_bad_users), max_his=args.max_his)
+def define_flags(flag_values: flags.FlagValues) -> list[flags.FlagHolder]:
+  fv = flag_values
+  return [flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.", flag_values=fv),
+          flags.DEFINE_integer("max_his", 20, "History length cap of the splits.", flag_values=fv),
+          flags.DEFINE_bool("drop_bad_users", False, "Drop bad users instead of failing.", flag_values=fv)]
+
+
+def run(args, positional: Sequence[str]) -> int:
+  """Prints the statistics of the one DATA_DIR in `positional`."""
+  if len(positional) != 1:
+    raise app.UsageError(f"give one DATA_DIR (a dataset folder), got {list(positional)}")
+  stats = dataset_stats(load_dataset(positional[0], drop_bad_users=args.drop_bad_users), max_his=args.max_his)
   print(json.dumps(stats) if args.json else format_stats(stats))
   return 0
 
 
+def main(argv: Sequence[str]) -> int:
+  """The CLI from Python: `main(['DATA_DIR', '--json'])`."""
+  return run(*cli_flags.parse(define_flags, argv, takes_positional=True))
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run_main(define_flags, run, takes_positional=True)

@@ -228,6 +228,161 @@ class BeamState:
   constraint_state: PyTree  # leaves [BK, ...]
 
 
+@flax.struct.dataclass
+class Candidates:
+  """The top N (beam, token) continuations of one step, best first (N = min(2K, K * V))."""
+  value_BxN: jax.Array  # float32 running log-probability after the token
+  beam_BxN: jax.Array  # int32 beam each one extends
+  column_BxN: jax.Array  # int32 logits column of the token
+  token_BxN: jax.Array  # int32 token id (= column without `column_token_ids`)
+  seqs_BxNxL1: jax.Array  # int32 the extended sequences
+  is_eos_BxN: jax.Array  # bool: ends with EOS (and, in `beam_search`, is finite)
+
+
+def expand_cache(cache: PyTree, num_beams: int, cache_offset: int) -> PyTree:
+  """Each cache leaf that `cache_map` touches, repeated for K beams: [.., B, ...] ->
+  [.., B*K, ...] (the K beams of an example adjacent)."""
+  return cache_map(
+      lambda x: flatten_beam_dim(add_beam_dim(x, num_beams, cache_offset), cache_offset), cache)
+
+
+def decoding_state(cur_index: jax.Array, seqs_BxKxL1: jax.Array, cache: PyTree) -> DecodingState:
+  """The `DecodingState` of beams [B, K, L + 1] flattened to [BK, L + 1] at slot cur_index."""
+  b, k, l1 = seqs_BxKxL1.shape
+  flat_BKxL1 = seqs_BxKxL1.reshape(b * k, l1)
+  return DecodingState(cur_index=cur_index, sequences=flat_BKxL1,
+                       cur_token=jax.lax.dynamic_slice_in_dim(flat_BKxL1, cur_index, 1, axis=1),
+                       cache=cache)
+
+
+def extend_beams(seqs_BxKxL1: jax.Array, beam_BxN: jax.Array, token_BxN: jax.Array,
+                 cur_index: jax.Array) -> jax.Array:
+  """Sequences [B, N, L + 1] of beams beam_BxN with token_BxN written after slot cur_index."""
+  seqs_BxNxL1 = gather_beams(seqs_BxKxL1, beam_BxN)
+  return jax.lax.dynamic_update_slice_in_dim(seqs_BxNxL1, token_BxN[:, :, None], cur_index + 1,
+                                             axis=2)
+
+
+def advance_constraint(constraint: Optional[Constraint], cstate: PyTree, from_BxK: jax.Array,
+                       column_BxK: jax.Array, batch_size: int) -> PyTree:
+  """Constraint state [BK, ...] gathered to the surviving beams, then stepped by their tokens."""
+  if constraint is None:
+    return cstate
+  return constraint.update(gather_beams_tree(cstate, from_BxK, batch_size),
+                           column_BxK.reshape(-1))
+
+
+def beam_candidates(state: BeamState, lp_BxKxV: jax.Array, eos_id: int,
+                    column_token_ids: Optional[jax.Array]) -> Candidates:
+  """The top N = min(2K, K * V) continuations of the live beams, given this step's
+  log-probs lp_BxKxV."""
+  k, v = lp_BxKxV.shape[1:]
+  cand_BxKxV = state.live_logprobs_BxK[:, :, None] + lp_BxKxV
+  val_Bx2K, beam_Bx2K, col_Bx2K = select_candidates(cand_BxKxV, min(2 * k, k * v))
+  tok_Bx2K = col_Bx2K if column_token_ids is None else column_token_ids[col_Bx2K]
+  seqs_Bx2KxL1 = extend_beams(state.live_seqs_BxKxL1, beam_Bx2K, tok_Bx2K, state.cur_index)
+  finite = val_Bx2K > NEG_INF
+  return Candidates(value_BxN=val_Bx2K, beam_BxN=beam_Bx2K, column_BxN=col_Bx2K,
+                    token_BxN=tok_Bx2K, seqs_BxNxL1=seqs_Bx2KxL1,
+                    is_eos_BxN=(tok_Bx2K == eos_id) & finite)
+
+
+def next_live(cands: Candidates, num_beams: int):
+  """The best K candidates that did not just end.
+
+  Returns:
+    (live_logprobs_BxK, from_BxK: the beam each extends, column_BxK, live_seqs_BxKxL1).
+  """
+  live_val_BxK, pick_BxK = jax.lax.top_k(jnp.where(cands.is_eos_BxN, NEG_INF, cands.value_BxN),
+                                         num_beams)
+  from_BxK = jnp.take_along_axis(cands.beam_BxN, pick_BxK, axis=1)
+  col_BxK = jnp.take_along_axis(cands.column_BxN, pick_BxK, axis=1)
+  live_seqs_BxKxL1 = jnp.take_along_axis(cands.seqs_BxNxL1, pick_BxK[:, :, None], axis=1)
+  return live_val_BxK, from_BxK, col_BxK, live_seqs_BxKxL1
+
+
+def merge_finished(state: BeamState, cands: Candidates, divisor: jax.Array):
+  """The best K of the kept finished sequences and the candidates that just ended (their
+  log-probability / `divisor`, P(len) of this step).
+
+  Returns:
+    (finished_scores_BxK, finished_seqs_BxKxL1, finished_flags_BxK), best first.
+  """
+  k = state.finished_scores_BxK.shape[1]
+  new_scores_BxN = jnp.where(cands.is_eos_BxN, cands.value_BxN / divisor, NEG_INF)
+  all_scores = jnp.concatenate([state.finished_scores_BxK, new_scores_BxN], axis=1)
+  all_seqs = jnp.concatenate([state.finished_seqs_BxKxL1, cands.seqs_BxNxL1], axis=1)
+  all_flags = jnp.concatenate([state.finished_flags_BxK, cands.is_eos_BxN], axis=1)
+  scores_BxK, pick_BxK = jax.lax.top_k(all_scores, k)
+  return (scores_BxK, jnp.take_along_axis(all_seqs, pick_BxK[:, :, None], axis=1),
+          jnp.take_along_axis(all_flags, pick_BxK, axis=1))
+
+
+def beam_search_step(state: BeamState, *, tokens_to_logits, eos_id: int,
+                     penalty: Callable[[jax.Array], jax.Array],
+                     constraint: Optional[Constraint], logits_mask_fn,
+                     column_token_ids: Optional[jax.Array], renormalize: bool,
+                     cache_offset: int) -> BeamState:
+  """One decoding step of every beam (the `while_loop` body); arguments as in `beam_search`,
+  `penalty` = P(len)."""
+  b, k = state.live_logprobs_BxK.shape
+  ds = decoding_state(state.cur_index, state.live_seqs_BxKxL1, state.cache)
+  logits_BKxV, new_cache = tokens_to_logits(ds)
+  v = logits_BKxV.shape[-1]
+  mask = combined_mask(ds, constraint, state.constraint_state, logits_mask_fn, v)
+  lp_BxKxV = step_log_probs(logits_BKxV, mask, renormalize).reshape(b, k, v)
+  cands = beam_candidates(state, lp_BxKxV, eos_id, column_token_ids)
+  live_val_BxK, from_BxK, col_BxK, live_seqs_BxKxL1 = next_live(cands, k)
+  cache_next = gather_beams_tree(new_cache, from_BxK, b, cache_offset, is_cache=True)
+  cstate = advance_constraint(constraint, state.constraint_state, from_BxK, col_BxK, b)
+  fin_scores, fin_seqs, fin_flags = merge_finished(state, cands, penalty(state.cur_index + 1))
+  return BeamState(cur_index=state.cur_index + 1, live_logprobs_BxK=live_val_BxK,
+                   live_seqs_BxKxL1=live_seqs_BxKxL1, finished_scores_BxK=fin_scores,
+                   finished_seqs_BxKxL1=fin_seqs, finished_flags_BxK=fin_flags,
+                   cache=cache_next, constraint_state=cstate)
+
+
+def beam_search_continues(state: BeamState, *, penalty: Callable[[jax.Array], jax.Array],
+                          length: int, min_log_prob: float) -> jax.Array:
+  """bool scalar: steps remain and some example's best live beam can still beat its worst
+  finished one (P is monotone in len, so its best reachable normalised score is at one end of
+  the remaining lengths cur_index + 1 .. length)."""
+  best_live_B = state.live_logprobs_BxK[:, 0]
+  bound_B = jnp.maximum(best_live_B / penalty(state.cur_index + 1),
+                        best_live_B / penalty(length))
+  worst_finished_B = jnp.where(state.finished_flags_BxK.all(axis=1),
+                               state.finished_scores_BxK[:, -1], NEG_INF)
+  hopeless_B = (best_live_B < min_log_prob) | (worst_finished_B >= bound_B)
+  return (state.cur_index < length) & ~hopeless_B.all()
+
+
+def init_beam_state(cache: PyTree, constraint: Optional[Constraint], batch_size: int,
+                    num_beams: int, length: int, cache_offset: int) -> BeamState:
+  """Beam 0 of each example live at log-probability 0, the others at -inf; nothing finished."""
+  b, k = batch_size, num_beams
+  cache0 = expand_cache(cache, k, cache_offset)
+  return BeamState(
+      cur_index=jnp.array(0, jnp.int32),
+      live_logprobs_BxK=jnp.full((b, k), NEG_INF, jnp.float32).at[:, 0].set(0.0),
+      live_seqs_BxKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
+      finished_scores_BxK=jnp.full((b, k), NEG_INF, jnp.float32),
+      finished_seqs_BxKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
+      finished_flags_BxK=jnp.zeros((b, k), jnp.bool_),
+      cache=cache0,
+      constraint_state=None if constraint is None else constraint.init(b, k))
+
+
+def beam_search_output(final: BeamState) -> tuple[jax.Array, jax.Array]:
+  """(sequences [B, K, L], scores [B, K]) ascending: the finished beams, or the live ones for an
+  example with none finished."""
+  any_finished_B = final.finished_flags_BxK.any(axis=1)
+  seqs_BxKxL1 = jnp.where(any_finished_B[:, None, None], final.finished_seqs_BxKxL1,
+                          final.live_seqs_BxKxL1)
+  scores_BxK = jnp.where(any_finished_B[:, None], final.finished_scores_BxK,
+                         final.live_logprobs_BxK)
+  return seqs_BxKxL1[:, ::-1, 1:], scores_BxK[:, ::-1]
+
+
 def beam_search(inputs: jax.Array,
                 cache: PyTree,
                 tokens_to_logits: Callable[[DecodingState], tuple[jax.Array, PyTree]],
@@ -276,85 +431,17 @@ def beam_search(inputs: jax.Array,
   """
   del decode_rng
   mode = LengthNormalization(length_normalization)
-  b = inputs.shape[0]
-  k = num_decodes
   length = inputs.shape[1] if max_decode_len is None else max_decode_len
   penalty = functools.partial(length_penalty_divisor, mode=mode, alpha=alpha,
                               length_penalty=length_penalty)
-  cache0 = cache_map(lambda x: flatten_beam_dim(add_beam_dim(x, k, cache_offset), cache_offset),
-                     cache)
-  live0 = jnp.full((b, k), NEG_INF, jnp.float32).at[:, 0].set(0.0)
-  state0 = BeamState(
-      cur_index=jnp.array(0, jnp.int32),
-      live_logprobs_BxK=live0,
-      live_seqs_BxKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
-      finished_scores_BxK=jnp.full((b, k), NEG_INF, jnp.float32),
-      finished_seqs_BxKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
-      finished_flags_BxK=jnp.zeros((b, k), jnp.bool_),
-      cache=cache0,
-      constraint_state=None if constraint is None else constraint.init(b, k))
-
-  def cond(state: BeamState):
-    best_live = state.live_logprobs_BxK[:, 0]
-    # Best reachable normalised score of a live beam: P is monotone in len, so check both
-    # ends of the remaining lengths (cur_index + 1 .. length).
-    bound = jnp.maximum(best_live / penalty(state.cur_index + 1), best_live / penalty(length))
-    worst_finished = jnp.where(state.finished_flags_BxK.all(axis=1),
-                               state.finished_scores_BxK[:, -1], NEG_INF)
-    hopeless = (best_live < min_log_prob) | (worst_finished >= bound)
-    return (state.cur_index < length) & ~hopeless.all()
-
-  def body(state: BeamState) -> BeamState:
-    i = state.cur_index
-    flat_seqs = state.live_seqs_BxKxL1.reshape(b * k, length + 1)
-    ds = DecodingState(cur_index=i, sequences=flat_seqs,
-                       cur_token=jax.lax.dynamic_slice_in_dim(flat_seqs, i, 1, axis=1),
-                       cache=state.cache)
-    logits_BKxV, new_cache = tokens_to_logits(ds)
-    v = logits_BKxV.shape[-1]
-    mask = combined_mask(ds, constraint, state.constraint_state, logits_mask_fn, v)
-    lp_BxKxV = step_log_probs(logits_BKxV, mask, renormalize).reshape(b, k, v)
-    cand_BxKxV = state.live_logprobs_BxK[:, :, None] + lp_BxKxV
-    val_Bx2K, beam_Bx2K, col_Bx2K = select_candidates(cand_BxKxV, min(2 * k, k * v))
-    tok_Bx2K = col_Bx2K if column_token_ids is None else column_token_ids[col_Bx2K]
-    seqs_Bx2KxL1 = gather_beams(state.live_seqs_BxKxL1, beam_Bx2K)
-    seqs_Bx2KxL1 = jax.lax.dynamic_update_slice_in_dim(seqs_Bx2KxL1, tok_Bx2K[:, :, None], i + 1,
-                                                       axis=2)
-    finite = val_Bx2K > NEG_INF
-    is_eos = (tok_Bx2K == eos_id) & finite
-    # Live: best K candidates that did not just end.
-    live_val, pick_BxK = jax.lax.top_k(jnp.where(is_eos, NEG_INF, val_Bx2K), k)
-    from_BxK = jnp.take_along_axis(beam_Bx2K, pick_BxK, axis=1)
-    col_BxK = jnp.take_along_axis(col_Bx2K, pick_BxK, axis=1)
-    live_seqs = jnp.take_along_axis(seqs_Bx2KxL1, pick_BxK[:, :, None], axis=1)
-    cache_next = gather_beams_tree(new_cache, from_BxK, b, cache_offset, is_cache=True)
-    cstate = state.constraint_state
-    if constraint is not None:
-      cstate = constraint.update(gather_beams_tree(cstate, from_BxK, b), col_BxK.reshape(-1))
-    # Finished: merge the K kept ones with the candidates that just ended.
-    new_scores = jnp.where(is_eos, val_Bx2K / penalty(i + 1), NEG_INF)
-    all_scores = jnp.concatenate([state.finished_scores_BxK, new_scores], axis=1)
-    all_seqs = jnp.concatenate([state.finished_seqs_BxKxL1, seqs_Bx2KxL1], axis=1)
-    all_flags = jnp.concatenate([state.finished_flags_BxK, is_eos], axis=1)
-    fin_scores, fpick = jax.lax.top_k(all_scores, k)
-    return BeamState(
-        cur_index=i + 1,
-        live_logprobs_BxK=live_val,
-        live_seqs_BxKxL1=live_seqs,
-        finished_scores_BxK=fin_scores,
-        finished_seqs_BxKxL1=jnp.take_along_axis(all_seqs, fpick[:, :, None], axis=1),
-        finished_flags_BxK=jnp.take_along_axis(all_flags, fpick, axis=1),
-        cache=cache_next,
-        constraint_state=cstate)
-
-  final = jax.lax.while_loop(cond, body, state0)
-  any_finished_B = final.finished_flags_BxK.any(axis=1)
-  seqs = jnp.where(any_finished_B[:, None, None], final.finished_seqs_BxKxL1,
-                   final.live_seqs_BxKxL1)
-  scores = jnp.where(any_finished_B[:, None], final.finished_scores_BxK,
-                     final.live_logprobs_BxK)
-  # Best-first internally; T5X returns ascending.
-  return seqs[:, ::-1, 1:], scores[:, ::-1]
+  state0 = init_beam_state(cache, constraint, inputs.shape[0], num_decodes, length, cache_offset)
+  cond = functools.partial(beam_search_continues, penalty=penalty, length=length,
+                           min_log_prob=min_log_prob)
+  body = functools.partial(beam_search_step, tokens_to_logits=tokens_to_logits, eos_id=eos_id,
+                           penalty=penalty, constraint=constraint, logits_mask_fn=logits_mask_fn,
+                           column_token_ids=column_token_ids, renormalize=renormalize,
+                           cache_offset=cache_offset)
+  return beam_search_output(jax.lax.while_loop(cond, body, state0))
 
 
 def constrained_beam_search(inputs: jax.Array,

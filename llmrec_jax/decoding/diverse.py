@@ -33,6 +33,8 @@ With `num_groups=1` this is HF's plain beam search (legacy `BeamSearchScorer` se
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Callable, Optional
 
 import flax.struct
@@ -61,6 +63,219 @@ class GroupState:
   done_BxG: jax.Array  # bool
   cache: bs.PyTree  # leaves [B*G*K, ...]
   constraint_state: bs.PyTree  # leaves [B*G*K, ...]
+
+
+@flax.struct.dataclass
+class GroupStep:
+  """One group's share of a step (Kg = beams per group)."""
+  run_logprobs_BxKg: jax.Array  # float32 running scores of the continuing beams
+  column_BxKg: jax.Array  # int32 logits column of their tokens (pad column when done)
+  from_BxKg: jax.Array  # int32 flat beam (g*Kg + j) each one extends
+  hyp_scores_BxKg: jax.Array  # float32 the group's hypotheses, best first
+  hyp_seqs_BxKgxL1: jax.Array  # int32
+  done_B: jax.Array  # bool
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSearchSpec:
+  """What every step of `group_beam_search` uses besides its state (see its Args)."""
+  tokens_to_logits: Callable[[bs.DecodingState], tuple[jax.Array, bs.PyTree]]
+  eos_id: int
+  num_groups: int  # G
+  beams_per_group: int  # Kg
+  length: int  # max_decode_len
+  min_decode_len: int
+  length_penalty: float
+  early_stopping: bool | str
+  diversity: jax.Array  # float32 scalar lambda
+  eos_col: int | jax.Array  # logits column of EOS
+  pad_col: int | jax.Array  # logits column of the pad token
+  constraint: Optional[bs.Constraint]
+  logits_mask_fn: Optional[Callable[[bs.DecodingState], jax.Array]]
+  cache_offset: int
+  column_token_ids: Optional[jax.Array]
+
+  def norm(self, n) -> jax.Array:
+    """float32 n ** length_penalty, the hypothesis-score divisor at n new tokens."""
+    return jnp.asarray(n, jnp.float32) ** self.length_penalty
+
+
+def special_columns(column_token_ids: Optional[jax.Array], eos_id: int, pad_id: int):
+  """(EOS column, pad column) of the logits; with `column_token_ids`, their positions in it
+  (pad falls back to column 0)."""
+  if column_token_ids is None:
+    return eos_id, pad_id
+  return jnp.argmax(column_token_ids == eos_id), jnp.argmax(column_token_ids == pad_id)
+
+
+def group_log_probs(ds: bs.DecodingState, logits_BKxV: jax.Array, cstate: bs.PyTree,
+                    spec: GroupSearchSpec) -> jax.Array:
+  """lp_BKxV: log_softmax over the full vocab, masked by the hooks, EOS banned before
+  `min_decode_len` new tokens."""
+  v = logits_BKxV.shape[-1]
+  mask = bs.combined_mask(ds, spec.constraint, cstate, spec.logits_mask_fn, v)
+  lp_BKxV = bs.step_log_probs(logits_BKxV, mask)
+  eos_ok = ds.cur_index + 1 >= spec.min_decode_len
+  return lp_BKxV.at[:, spec.eos_col].set(jnp.where(eos_ok, lp_BKxV[:, spec.eos_col], NEG_INF))
+
+
+def group_candidates(lp_BxKgxV: jax.Array, run_BxKg: jax.Array, run_seqs_BxKgxL1: jax.Array,
+                     counts_BxV: jax.Array, i: jax.Array, spec: GroupSearchSpec) -> bs.Candidates:
+  """The top N = min(2Kg, Kg * V) continuations of one group after the Hamming penalty
+  (lambda x counts_BxV, how often earlier groups picked each token at this step); is_eos_BxN
+  marks EOS tokens, finite or not."""
+  kg, v = lp_BxKgxV.shape[1:]
+  lp_BxKgxV = lp_BxKgxV - spec.diversity * counts_BxV[:, None, :]
+  cand_BxKgxV = run_BxKg[:, :, None] + lp_BxKgxV
+  val_BxN, beam_BxN, col_BxN = bs.select_candidates(cand_BxKgxV, min(2 * kg, kg * v))
+  tok_BxN = col_BxN if spec.column_token_ids is None else spec.column_token_ids[col_BxN]
+  seqs_BxNxL1 = bs.extend_beams(run_seqs_BxKgxL1, beam_BxN, tok_BxN, i)
+  return bs.Candidates(value_BxN=val_BxN, beam_BxN=beam_BxN, column_BxN=col_BxN,
+                       token_BxN=tok_BxN, seqs_BxNxL1=seqs_BxNxL1,
+                       is_eos_BxN=tok_BxN == spec.eos_id)
+
+
+def merge_hypotheses(hyp_scores_BxKg: jax.Array, hyp_seqs_BxKgxL1: jax.Array,
+                     cands: bs.Candidates, done_B: jax.Array, divisor: jax.Array):
+  """The group's best Kg of its hypotheses and the finite EOS candidates ranked in the top Kg
+  (scored value / divisor), unless the group is done.
+
+  Returns:
+    (hyp_scores_BxKg, hyp_seqs_BxKgxL1), best first.
+  """
+  kg = hyp_scores_BxKg.shape[1]
+  rank_N = jnp.arange(cands.value_BxN.shape[1])
+  add_BxN = (cands.is_eos_BxN & (rank_N < kg)[None, :] & (cands.value_BxN > NEG_INF)
+             & ~done_B[:, None])
+  merged = jnp.concatenate(
+      [hyp_scores_BxKg, jnp.where(add_BxN, cands.value_BxN / divisor, NEG_INF)], axis=1)
+  scores_BxKg, pick_BxKg = jax.lax.top_k(merged, kg)
+  seqs_BxKgxL1 = jnp.take_along_axis(
+      jnp.concatenate([hyp_seqs_BxKgxL1, cands.seqs_BxNxL1], axis=1), pick_BxKg[:, :, None],
+      axis=1)
+  return scores_BxKg, seqs_BxKgxL1
+
+
+def continuations(cands: bs.Candidates, done_B: jax.Array, num_beams: int, pad_col):
+  """The first Kg non-EOS candidates in rank order; a done group's beams stay in place and
+  feed the pad column at score 0.
+
+  Returns:
+    (run_logprobs_BxKg, column_BxKg, beam_BxKg: the group's beam each one extends).
+  """
+  b, kg = done_B.shape[0], num_beams
+  keep_BxKg = jnp.argsort(cands.is_eos_BxN, axis=1, stable=True)[:, :kg]
+  val_BxKg = jnp.take_along_axis(cands.value_BxN, keep_BxKg, axis=1)
+  col_BxKg = jnp.take_along_axis(cands.column_BxN, keep_BxKg, axis=1)
+  beam_BxKg = jnp.take_along_axis(cands.beam_BxN, keep_BxKg, axis=1)
+  own_BxKg = jnp.broadcast_to(jnp.arange(kg)[None, :], (b, kg))
+  val_BxKg = jnp.where(done_B[:, None], 0.0, val_BxKg)
+  col_BxKg = jnp.where(done_B[:, None], pad_col, col_BxKg)
+  beam_BxKg = jnp.where(done_B[:, None], own_BxKg, beam_BxKg)
+  return val_BxKg, col_BxKg, beam_BxKg
+
+
+def group_finished(hyp_scores_BxKg: jax.Array, value_BxN: jax.Array, i: jax.Array,
+                   spec: GroupSearchSpec) -> jax.Array:
+  """bool [B]: the group holds Kg hypotheses and, unless `early_stopping=True`, the worst one
+  beats this step's best candidate normalised at the current length (`'never'`: at
+  max_decode_len when length_penalty > 0)."""
+  full_B = hyp_scores_BxKg[:, -1] > NEG_INF
+  if spec.early_stopping is True:
+    return full_B
+  best_B = value_BxN.max(axis=1)
+  if spec.early_stopping == "never" and spec.length_penalty > 0:
+    den = spec.norm(spec.length)
+  else:
+    den = spec.norm(i + 1)
+  return full_B & (hyp_scores_BxKg[:, -1] >= best_B / den)
+
+
+def group_substep(state: GroupState, g: int, lp_BxGxKxV: jax.Array, counts_BxV: jax.Array,
+                  spec: GroupSearchSpec) -> tuple[GroupStep, jax.Array]:
+  """Group g's step given the tokens earlier groups picked (counts_BxV).
+
+  Returns:
+    (its `GroupStep`, counts_BxV with its picked tokens added).
+  """
+  b, kg, l1 = state.run_logprobs_BxGK.shape[0], spec.beams_per_group, spec.length + 1
+  run_BxKg = state.run_logprobs_BxGK.reshape(b, spec.num_groups, kg)[:, g]
+  run_seqs_BxKgxL1 = state.run_seqs_BxGKxL1.reshape(b, spec.num_groups, kg, l1)[:, g]
+  cands = group_candidates(lp_BxGxKxV[:, g], run_BxKg, run_seqs_BxKgxL1, counts_BxV,
+                           state.cur_index, spec)
+  done_B = state.done_BxG[:, g]
+  hyp_scores_BxKg, hyp_seqs_BxKgxL1 = merge_hypotheses(
+      state.hyp_scores_BxGxK[:, g], state.hyp_seqs_BxGxKxL1[:, g], cands, done_B,
+      spec.norm(state.cur_index + 1))
+  val_BxKg, col_BxKg, beam_BxKg = continuations(cands, done_B, kg, spec.pad_col)
+  counts_BxV = counts_BxV.at[jnp.arange(b)[:, None], col_BxKg].add(1.0)
+  finished_B = group_finished(hyp_scores_BxKg, cands.value_BxN, state.cur_index, spec)
+  return GroupStep(run_logprobs_BxKg=val_BxKg, column_BxKg=col_BxKg, from_BxKg=beam_BxKg + g * kg,
+                   hyp_scores_BxKg=hyp_scores_BxKg, hyp_seqs_BxKgxL1=hyp_seqs_BxKgxL1,
+                   done_B=done_B | finished_B), counts_BxV
+
+
+def group_search_step(state: GroupState, spec: GroupSearchSpec) -> GroupState:
+  """One step of every group (the `while_loop` body): one model call, then the groups in order,
+  each seeing the tokens the earlier ones just picked."""
+  i = state.cur_index
+  b = state.run_logprobs_BxGK.shape[0]
+  ds = bs.decoding_state(i, state.run_seqs_BxGKxL1, state.cache)
+  logits_BKxV, new_cache = spec.tokens_to_logits(ds)
+  v = logits_BKxV.shape[-1]
+  lp_BKxV = group_log_probs(ds, logits_BKxV, state.constraint_state, spec)
+  lp_BxGxKxV = lp_BKxV.reshape(b, spec.num_groups, spec.beams_per_group, v)
+  counts_BxV = jnp.zeros((b, v), jnp.float32)
+  steps = []
+  for g in range(spec.num_groups):  # static
+    step, counts_BxV = group_substep(state, g, lp_BxGxKxV, counts_BxV, spec)
+    steps.append(step)
+  col_BxK = jnp.concatenate([s.column_BxKg for s in steps], axis=1)
+  tok_BxK = col_BxK if spec.column_token_ids is None else spec.column_token_ids[col_BxK]
+  from_BxK = jnp.concatenate([s.from_BxKg for s in steps], axis=1)
+  run_seqs_BxKxL1 = bs.extend_beams(state.run_seqs_BxGKxL1, from_BxK, tok_BxK, i)
+  cstate = bs.advance_constraint(spec.constraint, state.constraint_state, from_BxK, col_BxK, b)
+  return GroupState(
+      cur_index=i + 1,
+      run_logprobs_BxGK=jnp.concatenate([s.run_logprobs_BxKg for s in steps], axis=1),
+      run_seqs_BxGKxL1=run_seqs_BxKxL1,
+      hyp_scores_BxGxK=jnp.stack([s.hyp_scores_BxKg for s in steps], axis=1),
+      hyp_seqs_BxGxKxL1=jnp.stack([s.hyp_seqs_BxKgxL1 for s in steps], axis=1),
+      done_BxG=jnp.stack([s.done_B for s in steps], axis=1),
+      cache=bs.gather_beams_tree(new_cache, from_BxK, b, spec.cache_offset, is_cache=True),
+      constraint_state=cstate)
+
+
+def init_group_state(cache: bs.PyTree, batch_size: int, spec: GroupSearchSpec) -> GroupState:
+  """Beam 0 of each group live at score 0, the others at -inf; no hypotheses."""
+  b, g_n, kg, length = batch_size, spec.num_groups, spec.beams_per_group, spec.length
+  k = g_n * kg
+  cache0 = bs.expand_cache(cache, k, spec.cache_offset)
+  first_GK = (jnp.arange(k) % kg) == 0
+  return GroupState(
+      cur_index=jnp.array(0, jnp.int32),
+      run_logprobs_BxGK=jnp.broadcast_to(jnp.where(first_GK, 0.0, NEG_INF)[None, :], (b, k)),
+      run_seqs_BxGKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
+      hyp_scores_BxGxK=jnp.full((b, g_n, kg), NEG_INF, jnp.float32),
+      hyp_seqs_BxGxKxL1=jnp.zeros((b, g_n, kg, length + 1), jnp.int32),
+      done_BxG=jnp.zeros((b, g_n), jnp.bool_),
+      cache=cache0,
+      constraint_state=None if spec.constraint is None else spec.constraint.init(b, k))
+
+
+def group_search_output(final: GroupState, spec: GroupSearchSpec) -> GroupBeamResult:
+  """Each group's best Kg of its hypotheses and, for an unfinished group, its live beams
+  (without EOS, normalised by the length reached)."""
+  b, g_n, kg, l1 = final.hyp_seqs_BxGxKxL1.shape
+  run_BxGxK = final.run_logprobs_BxGK.reshape(b, g_n, kg)
+  run_scores_BxGxK = jnp.where(final.done_BxG[:, :, None] | ~(run_BxGxK > NEG_INF), NEG_INF,
+                               run_BxGxK / spec.norm(final.cur_index))
+  merged = jnp.concatenate([final.hyp_scores_BxGxK, run_scores_BxGxK], axis=2)
+  scores_BxGxK, pick_BxGxK = jax.lax.top_k(merged, kg)
+  seqs_all = jnp.concatenate(
+      [final.hyp_seqs_BxGxKxL1, final.run_seqs_BxGKxL1.reshape(b, g_n, kg, l1)], axis=2)
+  seqs_BxGxKxL1 = jnp.take_along_axis(seqs_all, pick_BxGxK[:, :, :, None], axis=2)
+  return GroupBeamResult(sequences_BxGxKxL=seqs_BxGxKxL1[..., 1:], scores_BxGxK=scores_BxGxK)
 
 
 def group_beam_search(inputs: jax.Array,
@@ -105,124 +320,21 @@ def group_beam_search(inputs: jax.Array,
     raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
   if num_groups < 1 or beams_per_group < 1:
     raise ValueError(f"num_groups={num_groups} and beams_per_group={beams_per_group} must be >= 1")
-  b, g_n, kg = inputs.shape[0], num_groups, beams_per_group
-  k = g_n * kg
-  length = inputs.shape[1] if max_decode_len is None else max_decode_len
-  lam = jnp.asarray(diversity_penalty, jnp.float32)
-  if column_token_ids is None:
-    eos_col, pad_col = eos_id, pad_id
-  else:  # columns of EOS and pad in the restricted logits (pad falls back to column 0)
-    eos_col = jnp.argmax(column_token_ids == eos_id)
-    pad_col = jnp.argmax(column_token_ids == pad_id)
-  lp_exp = float(length_penalty)
-
-  def norm(n):
-    return jnp.asarray(n, jnp.float32) ** lp_exp
-
-  cache0 = bs.cache_map(
-      lambda x: bs.flatten_beam_dim(bs.add_beam_dim(x, k, cache_offset), cache_offset), cache)
-  first_GK = (jnp.arange(k) % kg) == 0
-  state0 = GroupState(
-      cur_index=jnp.array(0, jnp.int32),
-      run_logprobs_BxGK=jnp.broadcast_to(jnp.where(first_GK, 0.0, NEG_INF)[None, :], (b, k)),
-      run_seqs_BxGKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
-      hyp_scores_BxGxK=jnp.full((b, g_n, kg), NEG_INF, jnp.float32),
-      hyp_seqs_BxGxKxL1=jnp.zeros((b, g_n, kg, length + 1), jnp.int32),
-      done_BxG=jnp.zeros((b, g_n), jnp.bool_),
-      cache=cache0,
-      constraint_state=None if constraint is None else constraint.init(b, k))
-
-  def cond(state: GroupState):
-    return (state.cur_index < length) & ~state.done_BxG.all()
-
-  def body(state: GroupState) -> GroupState:
-    i = state.cur_index
-    flat = state.run_seqs_BxGKxL1.reshape(b * k, length + 1)
-    ds = bs.DecodingState(cur_index=i, sequences=flat,
-                          cur_token=jax.lax.dynamic_slice_in_dim(flat, i, 1, axis=1),
-                          cache=state.cache)
-    logits, new_cache = tokens_to_logits(ds)
-    v = logits.shape[-1]
-    mask = bs.combined_mask(ds, constraint, state.constraint_state, logits_mask_fn, v)
-    lp_BKxV = bs.step_log_probs(logits, mask)
-    eos_ok = i + 1 >= min_decode_len
-    lp_BKxV = lp_BKxV.at[:, eos_col].set(jnp.where(eos_ok, lp_BKxV[:, eos_col], NEG_INF))
-    lp_BxGxKxV = lp_BKxV.reshape(b, g_n, kg, v)
-    run_BxGxK = state.run_logprobs_BxGK.reshape(b, g_n, kg)
-    run_seqs = state.run_seqs_BxGKxL1.reshape(b, g_n, kg, length + 1)
-    counts_BxV = jnp.zeros((b, v), jnp.float32)
-    rows_Bx1 = jnp.arange(b)[:, None]
-    n2 = min(2 * kg, kg * v)
-    rank = jnp.arange(n2)
-    new_vals, new_toks, new_from, hyp_scores, hyp_seqs, done = [], [], [], [], [], []
-    for g in range(g_n):  # static: each group sees the tokens earlier groups just picked
-      lp_g = lp_BxGxKxV[:, g] - lam * counts_BxV[:, None, :]
-      cand = run_BxGxK[:, g, :, None] + lp_g
-      val, beam, col = bs.select_candidates(cand, n2)
-      tok = col if column_token_ids is None else column_token_ids[col]
-      done_g = state.done_BxG[:, g]
-      seqs = bs.gather_beams(run_seqs[:, g], beam)
-      seqs = jax.lax.dynamic_update_slice_in_dim(seqs, tok[:, :, None], i + 1, axis=2)
-      is_eos = tok == eos_id
-      add = is_eos & (rank < kg)[None, :] & (val > NEG_INF) & ~done_g[:, None]
-      merged = jnp.concatenate([state.hyp_scores_BxGxK[:, g], jnp.where(add, val / norm(i + 1),
-                                                                         NEG_INF)], axis=1)
-      h_scores, pick = jax.lax.top_k(merged, kg)
-      h_seqs = jnp.take_along_axis(
-          jnp.concatenate([state.hyp_seqs_BxGxKxL1[:, g], seqs], axis=1), pick[:, :, None], axis=1)
-      # Continue with the first Kg non-EOS candidates, in rank order.
-      keep = jnp.argsort(is_eos, axis=1, stable=True)[:, :kg]
-      nv = jnp.take_along_axis(val, keep, axis=1)
-      nc = jnp.take_along_axis(col, keep, axis=1)
-      nb = jnp.take_along_axis(beam, keep, axis=1)
-      own = jnp.broadcast_to(jnp.arange(kg)[None, :], (b, kg))
-      nv = jnp.where(done_g[:, None], 0.0, nv)
-      nc = jnp.where(done_g[:, None], pad_col, nc)
-      nb = jnp.where(done_g[:, None], own, nb)
-      counts_BxV = counts_BxV.at[rows_Bx1, nc].add(1.0)
-      full = h_scores[:, -1] > NEG_INF
-      if early_stopping is True:
-        finished = full
-      else:
-        best = val.max(axis=1)
-        den = norm(length) if (early_stopping == "never" and lp_exp > 0) else norm(i + 1)
-        finished = full & (h_scores[:, -1] >= best / den)
-      new_vals.append(nv)
-      new_toks.append(nc)
-      new_from.append(nb + g * kg)
-      hyp_scores.append(h_scores)
-      hyp_seqs.append(h_seqs)
-      done.append(done_g | finished)
-    col_BxK = jnp.concatenate(new_toks, axis=1)
-    tok_BxK = col_BxK if column_token_ids is None else column_token_ids[col_BxK]
-    from_BxK = jnp.concatenate(new_from, axis=1)
-    run_seqs_next = bs.gather_beams(state.run_seqs_BxGKxL1, from_BxK)
-    run_seqs_next = jax.lax.dynamic_update_slice_in_dim(run_seqs_next, tok_BxK[:, :, None], i + 1,
-                                                        axis=2)
-    cstate = state.constraint_state
-    if constraint is not None:
-      cstate = constraint.update(bs.gather_beams_tree(cstate, from_BxK, b), col_BxK.reshape(-1))
-    return GroupState(
-        cur_index=i + 1,
-        run_logprobs_BxGK=jnp.concatenate(new_vals, axis=1),
-        run_seqs_BxGKxL1=run_seqs_next,
-        hyp_scores_BxGxK=jnp.stack(hyp_scores, axis=1),
-        hyp_seqs_BxGxKxL1=jnp.stack(hyp_seqs, axis=1),
-        done_BxG=jnp.stack(done, axis=1),
-        cache=bs.gather_beams_tree(new_cache, from_BxK, b, cache_offset, is_cache=True),
-        constraint_state=cstate)
-
-  final = jax.lax.while_loop(cond, body, state0)
-  # Unfinished groups: their live beams join the hypotheses, normalised by the length reached.
-  run = final.run_logprobs_BxGK.reshape(b, g_n, kg)
-  run_scores = jnp.where(final.done_BxG[:, :, None] | ~(run > NEG_INF), NEG_INF,
-                         run / norm(final.cur_index))
-  merged = jnp.concatenate([final.hyp_scores_BxGxK, run_scores], axis=2)
-  scores, pick = jax.lax.top_k(merged, kg)
-  seqs_all = jnp.concatenate(
-      [final.hyp_seqs_BxGxKxL1, final.run_seqs_BxGKxL1.reshape(b, g_n, kg, length + 1)], axis=2)
-  seqs = jnp.take_along_axis(seqs_all, pick[:, :, :, None], axis=2)
-  return GroupBeamResult(sequences_BxGxKxL=seqs[..., 1:], scores_BxGxK=scores)
+  diversity = jnp.asarray(diversity_penalty, jnp.float32)
+  eos_col, pad_col = special_columns(column_token_ids, eos_id, pad_id)
+  spec = GroupSearchSpec(
+      tokens_to_logits=tokens_to_logits, eos_id=eos_id, num_groups=num_groups,
+      beams_per_group=beams_per_group,
+      length=inputs.shape[1] if max_decode_len is None else max_decode_len,
+      min_decode_len=min_decode_len, length_penalty=float(length_penalty),
+      early_stopping=early_stopping, diversity=diversity, eos_col=eos_col, pad_col=pad_col,
+      constraint=constraint, logits_mask_fn=logits_mask_fn, cache_offset=cache_offset,
+      column_token_ids=column_token_ids)
+  state0 = init_group_state(cache, inputs.shape[0], spec)
+  final = jax.lax.while_loop(
+      lambda state: (state.cur_index < spec.length) & ~state.done_BxG.all(),
+      functools.partial(group_search_step, spec=spec), state0)
+  return group_search_output(final, spec)
 
 
 def best_first(result: GroupBeamResult, num_return_sequences: Optional[int] = None):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-# The device side lives in trie_walk.py; re-exported so `trie.trie_step` etc. keep working.
+# The device side lives in trie_walk.py; its names are part of this module's interface.
 from llmrec_jax.decoding.trie_walk import (DEAD, ROOT, TrieArrays, allowed_mask,  # noqa: F401
                                           excluded_tokens, items_from_sequences, trie_step)
 
@@ -116,66 +116,19 @@ class ItemTrie:
         its duplicate).
     """
     tokens_NxC, len_N = _to_padded(seqs, eos_id=eos_id, pad_id=pad_id, source=source)
-    n, c = tokens_NxC.shape
-    vmax = int(tokens_NxC.max())
-    if vocab_size is None:
-      vocab_size = vmax + 1
-    if int(tokens_NxC.min()) < 0 or vmax >= vocab_size:
-      bad = int(np.argmax((tokens_NxC < 0).any(1) | (tokens_NxC >= vocab_size).any(1)))
-      raise ValueError(f"{source}: item {bad}: token outside [0, {vocab_size}): "
-                       f"{tokens_NxC[bad, :len_N[bad]].tolist()}")
-    # Positions past the end get -1 so that a shorter row sorts first and never matches.
-    pos_C = np.arange(c, dtype=np.int32)
-    keyed_NxC = np.where(pos_C[None, :] < len_N[:, None], tokens_NxC, -1)
-    order_N = np.lexsort(keyed_NxC.T[::-1])
-    sorted_NxC = keyed_NxC[order_N]
-    len_sorted_N = len_N[order_N]
-    # lcp_N[i] = length of the common prefix of sorted rows i-1 and i (0 for row 0).
-    differ = sorted_NxC[1:] != sorted_NxC[:-1]
-    any_differ = differ.any(axis=1)
-    if not any_differ.all():
-      i = int(np.argmin(any_differ))
-      a, b = sorted(int(x) for x in order_N[i:i + 2])
-      raise ValueError(f"{source}: items {a} and {b} have the same sequence "
-                       f"{tokens_NxC[a, :len_N[a]].tolist()}")
-    lcp_N = np.zeros(n, np.int32)
-    lcp_N[1:] = np.argmax(differ, axis=1)
-    # Depth d >= 1 holds prefixes of length d; row i opens a new node at depth d iff its
-    # length-d prefix differs from row i-1's (lcp < d) and the row is long enough.
-    node_NxC = np.full((n, c), DEAD, np.int32)  # node of the length-(d+1) prefix
-    parents, tokens_out = [np.array([DEAD], np.int64)], [np.array([-1], np.int32)]
-    next_id = 1
-    for d in range(1, c + 1):
-      alive = len_sorted_N >= d
-      new = alive & (lcp_N < d)
-      count = int(new.sum())
-      ids = next_id - 1 + np.cumsum(new, dtype=np.int64)
-      node_NxC[:, d - 1] = np.where(alive, ids, DEAD)
-      parent = node_NxC[new, d - 2] if d > 1 else np.full(count, ROOT, np.int32)
-      parents.append(parent.astype(np.int64))
-      tokens_out.append(sorted_NxC[new, d - 1].astype(np.int32))
-      next_id += count
-    if next_id >= np.iinfo(np.int32).max:
-      raise ValueError(f"{source}: {next_id} trie nodes do not fit int32 node ids")
-    parent_M = np.concatenate(parents)
-    node_token = np.concatenate(tokens_out)
-    m = next_id
-    # BFS numbering makes parent_M non-decreasing, so each node's children form one range.
-    child_offsets = np.searchsorted(parent_M[1:], np.arange(m + 1), side="left") + 1
-    child_offsets = child_offsets.astype(np.int32)
-    child_offsets[0] = 1
-    leaf_sorted_N = node_NxC[np.arange(n), len_sorted_N - 1]
-    leaf_item = np.full(m, -1, np.int32)
-    leaf_item[leaf_sorted_N] = order_N
-    item_path = np.full((n, c + 1), DEAD, np.int32)
-    item_path[:, 0] = ROOT
-    item_path[order_N, 1:] = node_NxC
+    vocab_size = _checked_vocab_size(tokens_NxC, len_N, vocab_size, source)
+    order_N, sorted_NxC, len_sorted_N, lcp_N = _sorted_rows(tokens_NxC, len_N, source)
+    node_NxC, parent_M, node_token = _number_nodes(sorted_NxC, len_sorted_N, lcp_N, source)
+    m = parent_M.shape[0]
+    child_offsets = _child_offsets(parent_M)
+    leaf_item, item_path = _leaves_and_paths(node_NxC, order_N, len_sorted_N, m)
     root_child = np.full(vocab_size, DEAD, np.int32)
     first = np.arange(1, child_offsets[1])
     root_child[node_token[first]] = first
     return cls(root_child=root_child, child_offsets=child_offsets, node_token=node_token,
                leaf_item=leaf_item, item_path=item_path, vocab_size=vocab_size,
-               eos_id=eos_id, num_items=n, max_len=c, dense_fanout=dense_fanout)
+               eos_id=eos_id, num_items=tokens_NxC.shape[0], max_len=tokens_NxC.shape[1],
+               dense_fanout=dense_fanout)
 
   def compact(self) -> "ItemTrie":
     """The same trie over column ids: token t becomes its index in `self.token_ids`.
@@ -276,6 +229,98 @@ class ItemTrie:
     return (f"ItemTrie(items={self.num_items}, nodes={self.num_nodes}, V={self.vocab_size}, "
             f"max_fanout={self.max_fanout}, wide_nodes={len(self.wide_nodes)}, "
             f"max_len={self.max_len}, bytes={self.nbytes})")
+
+
+# ---------------------------------------------------------------- build helpers
+def _checked_vocab_size(tokens_NxC: np.ndarray, len_N: np.ndarray, vocab_size: int | None,
+                        source: str) -> int:
+  """V (default max token + 1), after checking every token of tokens_NxC [N, C] is in [0, V)."""
+  vmax = int(tokens_NxC.max())
+  if vocab_size is None:
+    vocab_size = vmax + 1
+  if int(tokens_NxC.min()) < 0 or vmax >= vocab_size:
+    bad = int(np.argmax((tokens_NxC < 0).any(1) | (tokens_NxC >= vocab_size).any(1)))
+    raise ValueError(f"{source}: item {bad}: token outside [0, {vocab_size}): "
+                     f"{tokens_NxC[bad, :len_N[bad]].tolist()}")
+  return vocab_size
+
+
+def _sorted_rows(tokens_NxC: np.ndarray, len_N: np.ndarray, source: str):
+  """Items in lexicographic order, with positions past each item's end set to -1 (so a shorter
+  row sorts first and never matches); raises on two items with the same sequence.
+
+  Returns:
+    (order_N: item of each sorted row, sorted_NxC, len_sorted_N, lcp_N: length of the common
+    prefix of sorted rows i-1 and i, 0 for row 0).
+  """
+  n, c = tokens_NxC.shape
+  pos_C = np.arange(c, dtype=np.int32)
+  keyed_NxC = np.where(pos_C[None, :] < len_N[:, None], tokens_NxC, -1)
+  order_N = np.lexsort(keyed_NxC.T[::-1])
+  sorted_NxC = keyed_NxC[order_N]
+  len_sorted_N = len_N[order_N]
+  differ = sorted_NxC[1:] != sorted_NxC[:-1]
+  any_differ = differ.any(axis=1)
+  if not any_differ.all():
+    i = int(np.argmin(any_differ))
+    a, b = sorted(int(x) for x in order_N[i:i + 2])
+    raise ValueError(f"{source}: items {a} and {b} have the same sequence "
+                     f"{tokens_NxC[a, :len_N[a]].tolist()}")
+  lcp_N = np.zeros(n, np.int32)
+  lcp_N[1:] = np.argmax(differ, axis=1)
+  return order_N, sorted_NxC, len_sorted_N, lcp_N
+
+
+def _number_nodes(sorted_NxC: np.ndarray, len_sorted_N: np.ndarray, lcp_N: np.ndarray,
+                  source: str):
+  """Breadth-first node ids. Depth d >= 1 holds prefixes of length d; row i opens a new node at
+  depth d iff its length-d prefix differs from row i-1's (lcp < d) and the row is long enough.
+
+  Returns:
+    (node_NxC: node of each sorted row's length-(d+1) prefix, DEAD past its end;
+    parent_M int64 (root: DEAD), node_token_M int32 (root: -1)), M = number of nodes.
+  """
+  n, c = sorted_NxC.shape
+  node_NxC = np.full((n, c), DEAD, np.int32)
+  parents, tokens_out = [np.array([DEAD], np.int64)], [np.array([-1], np.int32)]
+  next_id = 1
+  for d in range(1, c + 1):
+    alive = len_sorted_N >= d
+    new = alive & (lcp_N < d)
+    count = int(new.sum())
+    ids = next_id - 1 + np.cumsum(new, dtype=np.int64)
+    node_NxC[:, d - 1] = np.where(alive, ids, DEAD)
+    parent = node_NxC[new, d - 2] if d > 1 else np.full(count, ROOT, np.int32)
+    parents.append(parent.astype(np.int64))
+    tokens_out.append(sorted_NxC[new, d - 1].astype(np.int32))
+    next_id += count
+  if next_id >= np.iinfo(np.int32).max:
+    raise ValueError(f"{source}: {next_id} trie nodes do not fit int32 node ids")
+  return node_NxC, np.concatenate(parents), np.concatenate(tokens_out)
+
+
+def _child_offsets(parent_M: np.ndarray) -> np.ndarray:
+  """int32 [M + 1] CSR offsets: the children of u are ids [off[u], off[u+1]). BFS numbering
+  makes parent_M non-decreasing, so each node's children form one range."""
+  m = parent_M.shape[0]
+  child_offsets = np.searchsorted(parent_M[1:], np.arange(m + 1), side="left") + 1
+  child_offsets = child_offsets.astype(np.int32)
+  child_offsets[0] = 1
+  return child_offsets
+
+
+def _leaves_and_paths(node_NxC: np.ndarray, order_N: np.ndarray, len_sorted_N: np.ndarray,
+                      num_nodes: int):
+  """(leaf_item_M int32: item of each leaf, -1 elsewhere; item_path_NxC1 int32: each item's
+  root-to-leaf nodes, ROOT first, DEAD past its leaf), from the sorted rows' nodes."""
+  n, c = node_NxC.shape
+  leaf_sorted_N = node_NxC[np.arange(n), len_sorted_N - 1]
+  leaf_item = np.full(num_nodes, -1, np.int32)
+  leaf_item[leaf_sorted_N] = order_N
+  item_path = np.full((n, c + 1), DEAD, np.int32)
+  item_path[:, 0] = ROOT
+  item_path[order_N, 1:] = node_NxC
+  return leaf_item, item_path
 
 
 def _to_padded(seqs, *, eos_id: int, pad_id: int, source: str):

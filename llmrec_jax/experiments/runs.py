@@ -4,7 +4,7 @@ Layout under RUNS_DIR (one folder per dataset key):
 
   RUNS_DIR/<dataset>/<model>/results.json   generative runs: the MODEL_DIR of `llmrec_jax.train`;
                                              the table reads `best.test` (selected on validation)
-  RUNS_DIR/<dataset>/<model>.json           baselines: the `--json` line of `llmrec_jax.baselines.run`;
+  RUNS_DIR/<dataset>/<model>.json           baselines: the `--json` line of `llmrec_jax.baselines`;
                                              the table reads `test`
   RUNS_DIR/<dataset>/<model>.run.json       written by `run_one`: command, wall seconds, UTC end time
   RUNS_DIR/<dataset>/<model>.log            stdout + stderr of a run started by `run_one`
@@ -144,7 +144,7 @@ def command(dataset: str, model: str, *, runs_dir: str | os.PathLike, data_root:
   spec = MODELS[model]
   data_dir = str(pathlib.Path(data_root) / DATASETS[dataset].folder)
   if spec.kind == "baseline":
-    argv = [sys.executable, "-m", "llmrec_jax.baselines.run", "--model", *spec.args, "--data_dir", data_dir,
+    argv = [sys.executable, "-m", "llmrec_jax.baselines", "--model", *spec.args, "--data_dir", data_dir,
             "--json", "--no_progress"]
     if spec.args[0] == "sasrec":
       argv += ["--time_budget_min", f"{sasrec_minutes:g}"]

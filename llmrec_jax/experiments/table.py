@@ -13,15 +13,17 @@ is no number. A footer gives each run's command, wall time and date.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import logging
 import os
 import pathlib
 import subprocess
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
+from absl import flags
+
+from llmrec_jax import cli_flags
 from llmrec_jax.experiments import published, runs
 
 log = logging.getLogger(__name__)
@@ -81,29 +83,33 @@ def _git_head() -> str:
     return "unknown commit"
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m llmrec_jax.experiments.table", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--datasets", default=",".join(runs.DATASETS), help="comma-separated: " + ", ".join(runs.DATASETS))
-  p.add_argument("--models", default=",".join(runs.MODELS), help="comma-separated: " + ", ".join(runs.MODELS))
-  p.add_argument("--out", required=True, help="markdown file to write")
-  p.add_argument("--runs_dir", default="runs", help="where results are collected (and written with --run)")
-  p.add_argument("--run", action="store_true", help="run the missing (dataset, model) pairs first")
-  p.add_argument("--dry_run", action="store_true", help="with --run: print the commands, run nothing")
-  p.add_argument("--data_root", default="../shared/data", help="folder holding the dataset folders")
-  p.add_argument("--readme", default=None, help="README with the published numbers (default: DATA_ROOT/README.md)")
-  p.add_argument("--vocab_path", default="../shared/vocab/t5_spiece.model",
-                 help="SentencePiece model for the generative runs ('' keeps the gin files' VOCAB_PATH)")
-  p.add_argument("--run_gin", default=runs.CPU_BUDGET_GIN,
-                 help="comma-separated gin files after the ablation file ('' for the paper-scale idgenrec.gin)")
-  p.add_argument("--sasrec_minutes", type=float, default=20.0, help="SASRec time budget per run")
-  return p.parse_args(argv)
+def define_flags(flag_values: flags.FlagValues) -> list[flags.FlagHolder]:
+  fv = flag_values
+  holders = [
+      flags.DEFINE_string("datasets", ",".join(runs.DATASETS), "Comma-separated: " + ", ".join(runs.DATASETS)
+                          + ".", flag_values=fv),
+      flags.DEFINE_string("models", ",".join(runs.MODELS), "Comma-separated: " + ", ".join(runs.MODELS) + ".",
+                          flag_values=fv),
+      flags.DEFINE_string("out", None, "Markdown file to write (required).", flag_values=fv),
+      flags.DEFINE_string("runs_dir", "runs", "Where results are collected (and written with --run).",
+                          flag_values=fv),
+      flags.DEFINE_bool("run", False, "Run the missing (dataset, model) pairs first.", flag_values=fv),
+      flags.DEFINE_bool("dry_run", False, "With --run: print the commands, run nothing.", flag_values=fv),
+      flags.DEFINE_string("data_root", "../shared/data", "Folder holding the dataset folders.", flag_values=fv),
+      flags.DEFINE_string("readme", None, "README with the published numbers (default: DATA_ROOT/README.md).",
+                          flag_values=fv),
+      flags.DEFINE_string("vocab_path", "../shared/vocab/t5_spiece.model", "SentencePiece model for the "
+                          "generative runs ('' keeps the gin files' VOCAB_PATH).", flag_values=fv),
+      flags.DEFINE_string("run_gin", runs.CPU_BUDGET_GIN, "Comma-separated gin files after the ablation file "
+                          "('' for the paper-scale idgenrec.gin).", flag_values=fv),
+      flags.DEFINE_float("sasrec_minutes", 20.0, "SASRec time budget per run.", flag_values=fv)]
+  flags.mark_flag_as_required("out", flag_values=fv)
+  return holders
 
 
-def main(argv: Optional[Sequence[str]] = None) -> str:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  args = parse_args(argv)
-  logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+def run(args, argv: Sequence[str]) -> str:
+  """Collects (and with --run, first runs) the results, writes the table to --out and returns it;
+  `argv` (the command's arguments) goes into the provenance footer."""
   datasets = runs.parse_keys(args.datasets, runs.DATASETS, "dataset")
   models = runs.parse_keys(args.models, runs.MODELS, "model")
   readme = args.readme or os.path.join(args.data_root, "README.md")
@@ -138,5 +144,12 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
   print(args.out)
   return doc
 
+
+def main(argv: Sequence[str]) -> str:
+  """The CLI from Python: `main(['--datasets', 'beauty', '--out', 'results.md'])`."""
+  args, _ = cli_flags.parse(define_flags, argv)
+  return run(args, list(argv))
+
+
 if __name__ == "__main__":
-  main()
+  cli_flags.run_main(define_flags, lambda args, _: run(args, sys.argv[1:]))

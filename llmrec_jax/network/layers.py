@@ -240,6 +240,68 @@ def dot_product_attention(query_BxLxHxDh: Array, key_BxMxHxDh: Array, value_BxMx
   return jnp.einsum("bhlm,bmhd->blhd", weights_BxHxLxM, value_BxMxHxDh.astype(dtype))
 
 
+def attention_logit_bias(mask: Array | None, bias: Array | None, dtype: Any) -> Array | None:
+  """The additive logits bias: 0 where mask > 0 and MASK_BIAS elsewhere, plus `bias`; None when
+  both are None (shapes broadcast as [B|1, H|1, L, M])."""
+  mask_bias = None
+  if mask is not None:
+    mask_bias = jnp.where(mask > 0, 0.0, MASK_BIAS).astype(dtype)
+  return combine_biases(mask_bias, bias)
+
+
+def write_cache_position(cached_key_BxHxDhxM: Array, cached_value_BxHxDhxM: Array,
+                         key_Bx1xHxDh: Array, value_Bx1xHxDh: Array,
+                         cur_index: Array) -> tuple[Array, Array]:
+  """The cached keys/values [B, H, Dh, M] with one new position written at `cur_index` (added
+  through a one-hot over M; that slot of the cache is still zero)."""
+  length = cached_key_BxHxDhxM.shape[-1]
+  one_hot_M = jax.nn.one_hot(cur_index, length, dtype=key_Bx1xHxDh.dtype)
+  one_hot_1x1x1xM = one_hot_M[None, None, None]
+  key_BxHxDhxM = cached_key_BxHxDhxM + jnp.moveaxis(key_Bx1xHxDh, -3, -1) * one_hot_1x1x1xM
+  value_BxHxDhxM = (cached_value_BxHxDhxM
+                    + jnp.moveaxis(value_Bx1xHxDh, -3, -1) * one_hot_1x1x1xM)
+  return key_BxHxDhxM, value_BxHxDhxM
+
+
+def decode_step_mask_and_bias(mask: Array | None, bias: Array | None, cur_index: Array,
+                              batch: int, length: int,
+                              dtype: Any) -> tuple[Array, Array | None]:
+  """Mask and bias of a cached decode step at position `cur_index` of `length`.
+
+  Returns:
+    (mask AND positions <= cur_index, [B, 1, 1, M] broadcast with `mask`; row cur_index of the
+    full relative bias [.., M, M], as [.., 1, M], or None).
+  """
+  seen_Bx1x1xM = jnp.broadcast_to(jnp.arange(length) <= cur_index, (batch, 1, 1, length))
+  mask = combine_masks(mask, seen_Bx1x1xM, dtype=dtype)
+  if bias is not None:
+    if bias.shape[-1] != length or bias.shape[-2] != length:
+      raise ValueError(f"decode step needs the full [.., {length}, {length}] relative bias "
+                       f"(pass max_decode_length={length}), got shape {bias.shape}")
+    bias = lax.dynamic_slice_in_dim(bias, cur_index, 1, axis=-2)
+  return mask, bias
+
+
+def grouped_dot_product_attention(query_BqxLxHxDh: Array, key_BmxMxHxDh: Array,
+                                  value_BmxMxHxDh: Array, bias: Array | None,
+                                  **kwargs) -> Array:
+  """`dot_product_attention` (same keyword arguments); when the memory batch Bm is smaller than
+  the query batch Bq = Bm * K, the K one-position queries sharing a memory row take its length
+  axis ("grouped" attention).
+
+  Returns:
+    out_BqxLxHxDh.
+  """
+  bq, bm = query_BqxLxHxDh.shape[0], key_BmxMxHxDh.shape[0]
+  if bq != bm:
+    query_BqxLxHxDh = _group_queries(query_BqxLxHxDh, bm, bias)
+  out_BqxLxHxDh = dot_product_attention(query_BqxLxHxDh, key_BmxMxHxDh, value_BmxMxHxDh,
+                                        bias=bias, **kwargs)
+  if bq != bm:
+    out_BqxLxHxDh = out_BqxLxHxDh.reshape((bq, 1) + out_BqxLxHxDh.shape[2:])
+  return out_BqxLxHxDh
+
+
 class MultiHeadDotProductAttention(nn.Module):
   """T5 multi-head attention with T5X's autoregressive KV cache and a cross-attention K/V cache.
 
@@ -284,6 +346,28 @@ class MultiHeadDotProductAttention(nn.Module):
     Returns:
       out_BxLxD.
     """
+    query_BxLxHxDh, key_BxMxHxDh, value_BxMxHxDh = self._project(inputs_q_BxLxD,
+                                                                 inputs_kv_BxMxD, cache_kv)
+    if decode:
+      key_BxMxHxDh, value_BxMxHxDh, mask, bias = self._decode_cache(
+          query_BxLxHxDh, key_BxMxHxDh, value_BxMxHxDh, mask, bias)
+    attention_bias = attention_logit_bias(mask, bias, self.dtype)
+    dropout_rng = None
+    if not deterministic and self.dropout_rate > 0.0:
+      dropout_rng = self.make_rng("dropout")
+    out_BxLxHxDh = grouped_dot_product_attention(
+        query_BxLxHxDh, key_BxMxHxDh, value_BxMxHxDh, attention_bias, dropout_rng=dropout_rng,
+        dropout_rate=self.dropout_rate, deterministic=deterministic, dtype=self.dtype,
+        float32_logits=self.float32_logits)
+    return DenseGeneral(features=inputs_q_BxLxD.shape[-1], axis=(-2, -1),
+                        kernel_init=self.kernel_init, kernel_axes=("joined_kv", "embed"),
+                        dtype=self.dtype, name="out")(out_BxLxHxDh)
+
+  def _project(self, inputs_q_BxLxD: Array, inputs_kv_BxMxD: Array | None,
+               cache_kv: bool) -> tuple[Array, Array, Array]:
+    """(query_BxLxHxDh, key_BxMxHxDh, value_BxMxHxDh): the `query`/`key`/`value` projections
+    (the query kernel initialised / sqrt(Dh)); with inputs_kv None, the cached projected
+    memory, which the cache-creating `cache_kv` call stores."""
     projection = functools.partial(DenseGeneral, axis=-1, features=(self.num_heads, self.head_dim),
                                    kernel_axes=("embed", "joined_kv"), dtype=self.dtype)
     depth_scaling = jnp.sqrt(self.head_dim).astype(self.dtype)
@@ -298,70 +382,52 @@ class MultiHeadDotProductAttention(nn.Module):
         raise ValueError("inputs_kv=None needs cache_kv=True and a cache holding the projected "
                          "memory (create the cache with a decode=True call given the encoder "
                          "output)")
-      key_BxMxHxDh = self.get_variable("cache", "projected_key")
-      value_BxMxHxDh = self.get_variable("cache", "projected_value")
-    else:
-      key_BxMxHxDh = with_sharding_constraint(key_proj(inputs_kv_BxMxD), heads_axes)
-      value_BxMxHxDh = with_sharding_constraint(value_proj(inputs_kv_BxMxD), heads_axes)
-      if cache_kv and not self.has_variable("cache", "projected_key"):
-        # Only the cache-creating call stores (later steps may pass a beam-repeated memory,
-        # whose shape must not leak into a loop-carried cache).
-        self.put_variable("cache", "projected_key", key_BxMxHxDh)
-        self.put_variable("cache", "projected_value", value_BxMxHxDh)
+      return (query_BxLxHxDh, self.get_variable("cache", "projected_key"),
+              self.get_variable("cache", "projected_value"))
+    key_BxMxHxDh = with_sharding_constraint(key_proj(inputs_kv_BxMxD), heads_axes)
+    value_BxMxHxDh = with_sharding_constraint(value_proj(inputs_kv_BxMxD), heads_axes)
+    if cache_kv and not self.has_variable("cache", "projected_key"):
+      # Only the cache-creating call stores (later steps may pass a beam-repeated memory,
+      # whose shape must not leak into a loop-carried cache).
+      self.put_variable("cache", "projected_key", key_BxMxHxDh)
+      self.put_variable("cache", "projected_value", value_BxMxHxDh)
+    return query_BxLxHxDh, key_BxMxHxDh, value_BxMxHxDh
 
-    if decode:
-      is_initialized = self.has_variable("cache", "cached_key")
-      # [B, M, H, Dh] -> [B, H, Dh, M]
-      swap = lambda s: s[:-3] + (s[-2], s[-1], s[-3])  # noqa: E731
-      cached_key = self.variable("cache", "cached_key", jnp.zeros, swap(key_BxMxHxDh.shape),
-                                 key_BxMxHxDh.dtype)
-      cached_value = self.variable("cache", "cached_value", jnp.zeros,
-                                   swap(value_BxMxHxDh.shape), value_BxMxHxDh.dtype)
-      cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
-      if is_initialized:
-        batch, num_heads, head_dim, length = cached_key.value.shape
-        expected = (batch, 1, num_heads, head_dim)
-        if query_BxLxHxDh.shape != expected:
-          raise ValueError(f"autoregressive cache step expects query shape {expected} (one "
-                           f"position per call), got {query_BxLxHxDh.shape}")
-        cur_index = cache_index.value
-        one_hot_M = jax.nn.one_hot(cur_index, length, dtype=key_BxMxHxDh.dtype)
-        one_hot_1x1x1xM = one_hot_M[None, None, None]
-        key_BxHxDhxM = cached_key.value + jnp.moveaxis(key_BxMxHxDh, -3, -1) * one_hot_1x1x1xM
-        value_BxHxDhxM = cached_value.value + jnp.moveaxis(value_BxMxHxDh, -3, -1) * one_hot_1x1x1xM
-        cached_key.value = key_BxHxDhxM
-        cached_value.value = value_BxHxDhxM
-        cache_index.value = cur_index + 1
-        key_BxMxHxDh = jnp.moveaxis(key_BxHxDhxM, -1, -3)
-        value_BxMxHxDh = jnp.moveaxis(value_BxHxDhxM, -1, -3)
-        seen_Bx1x1xM = jnp.broadcast_to(jnp.arange(length) <= cur_index, (batch, 1, 1, length))
-        mask = combine_masks(mask, seen_Bx1x1xM, dtype=self.dtype)
-        if bias is not None:
-          if bias.shape[-1] != length or bias.shape[-2] != length:
-            raise ValueError(f"decode step needs the full [.., {length}, {length}] relative bias "
-                             f"(pass max_decode_length={length}), got shape {bias.shape}")
-          bias = lax.dynamic_slice_in_dim(bias, cur_index, 1, axis=-2)
+  def _decode_cache(self, query_BxLxHxDh: Array, key_BxMxHxDh: Array, value_BxMxHxDh: Array,
+                    mask: Array | None, bias: Array | None):
+    """The self-attention KV cache: the first call creates it (zeros, [B, H, Dh, M] for its
+    inputs' length M) and changes nothing else; later calls write their one position
+    ([B, 1, H, Dh] keys/values) at `cache_index` and advance it.
 
-    attention_bias = None
-    if mask is not None:
-      attention_bias = jnp.where(mask > 0, 0.0, MASK_BIAS).astype(self.dtype)
-    attention_bias = combine_biases(attention_bias, bias)
-    dropout_rng = None
-    if not deterministic and self.dropout_rate > 0.0:
-      dropout_rng = self.make_rng("dropout")
-    bq, bm = query_BxLxHxDh.shape[0], key_BxMxHxDh.shape[0]
-    if bq != bm:
-      # Grouped: the bq // bm queries sharing one memory row take the length axis.
-      query_BxLxHxDh = _group_queries(query_BxLxHxDh, bm, attention_bias)
-    out_BxLxHxDh = dot_product_attention(
-        query_BxLxHxDh, key_BxMxHxDh, value_BxMxHxDh, bias=attention_bias,
-        dropout_rng=dropout_rng, dropout_rate=self.dropout_rate, deterministic=deterministic,
-        dtype=self.dtype, float32_logits=self.float32_logits)
-    if bq != bm:
-      out_BxLxHxDh = out_BxLxHxDh.reshape((bq, 1) + out_BxLxHxDh.shape[2:])
-    return DenseGeneral(features=inputs_q_BxLxD.shape[-1], axis=(-2, -1),
-                        kernel_init=self.kernel_init, kernel_axes=("joined_kv", "embed"),
-                        dtype=self.dtype, name="out")(out_BxLxHxDh)
+    Returns:
+      (key_BxMxHxDh, value_BxMxHxDh, mask, bias): on a step, the whole cache and the step's
+      mask and bias (`decode_step_mask_and_bias`); else the arguments.
+    """
+    is_initialized = self.has_variable("cache", "cached_key")
+    # [B, M, H, Dh] -> [B, H, Dh, M]
+    swap = lambda s: s[:-3] + (s[-2], s[-1], s[-3])  # noqa: E731
+    cached_key = self.variable("cache", "cached_key", jnp.zeros, swap(key_BxMxHxDh.shape),
+                               key_BxMxHxDh.dtype)
+    cached_value = self.variable("cache", "cached_value", jnp.zeros,
+                                 swap(value_BxMxHxDh.shape), value_BxMxHxDh.dtype)
+    cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
+    if not is_initialized:
+      return key_BxMxHxDh, value_BxMxHxDh, mask, bias
+    batch, num_heads, head_dim, length = cached_key.value.shape
+    expected = (batch, 1, num_heads, head_dim)
+    if query_BxLxHxDh.shape != expected:
+      raise ValueError(f"autoregressive cache step expects query shape {expected} (one "
+                       f"position per call), got {query_BxLxHxDh.shape}")
+    cur_index = cache_index.value
+    key_BxHxDhxM, value_BxHxDhxM = write_cache_position(
+        cached_key.value, cached_value.value, key_BxMxHxDh, value_BxMxHxDh, cur_index)
+    cached_key.value = key_BxHxDhxM
+    cached_value.value = value_BxHxDhxM
+    cache_index.value = cur_index + 1
+    key_BxMxHxDh = jnp.moveaxis(key_BxHxDhxM, -1, -3)
+    value_BxMxHxDh = jnp.moveaxis(value_BxHxDhxM, -1, -3)
+    mask, bias = decode_step_mask_and_bias(mask, bias, cur_index, batch, length, self.dtype)
+    return key_BxMxHxDh, value_BxMxHxDh, mask, bias
 
 
 def _group_queries(query_BqxLxHxDh: Array, bm: int, bias: Array | None) -> Array:

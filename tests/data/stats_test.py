@@ -1,6 +1,10 @@
 """Stats: library numbers against brute force on synthetic data, and the CLI in both output modes."""
 import json
+import subprocess
+import sys
 
+from absl import app
+from absl import flags
 import numpy as np
 import pytest
 
@@ -40,5 +44,20 @@ def test_cli_json_and_text(syn_dir, capsys):
   assert stats.main([str(folder)]) == 0
   text = capsys.readouterr().out
   assert f"users         {data.num_users:,}" in text and "brand" in text and "train" in text
-  with pytest.raises(SystemExit):
+  with pytest.raises(flags.UnrecognizedFlagError, match="max-his"):
     stats.main([str(folder), "--max-his", "5"])
+  with pytest.raises(app.UsageError, match="one DATA_DIR"):
+    stats.main([str(folder), str(folder)])
+
+
+def test_module_entry_point_help_and_user_error(tmp_path):
+  """`--help` shows the docstring's usage and every flag's help; a missing folder is one error line."""
+  run = lambda *a: subprocess.run([sys.executable, "-m", "llmrec_jax.data.stats", *a],  # noqa: E731
+                                  capture_output=True, text=True, timeout=120)
+  shown = run("--help")
+  assert "python -m llmrec_jax.data.stats DATA_DIR" in shown.stdout
+  for flag in ("json", "max_his", "drop_bad_users"):
+    assert f"--{flag}" in shown.stdout or f"--[no]{flag}" in shown.stdout, flag
+  failed = run(str(tmp_path / "missing"))
+  assert failed.returncode == 2
+  assert failed.stderr.strip().splitlines()[-1].startswith("python -m llmrec_jax.data.stats: error: ")
