@@ -150,20 +150,20 @@ def mask_overhead(module, params, trie, batches, beams: int, modes):
   """Per decode step seconds of each constrained mode vs the unconstrained full-vocab search.
 
   Searches stop at different steps (a trie ends beams early), so whole-decode times are not
-  comparable: here each search step is counted (a host callback in `step_log_probs`, patched in
-  for these runs only) and the time divided by the count.
+  comparable: here each search step is counted (a host callback in `beams.step_log_probs`,
+  patched in for these runs only) and the time divided by the count.
   """
   import jax
-  from llmrec_jax.decoding import beam_search
-  orig = beam_search.step_log_probs
+  from llmrec_jax.decoding import beams as beams_lib  # `beams` is the beam count here
+  orig = beams_lib.step_log_probs
   count = [0]
 
-  def counted(logits_BKxV, mask_BKxV):
+  def counted(logits_BKxV, mask_BKxV, renormalize=False):
     jax.debug.callback(lambda _: count.__setitem__(0, count[0] + 1), logits_BKxV[0, 0])
-    return orig(logits_BKxV, mask_BKxV)
+    return orig(logits_BKxV, mask_BKxV, renormalize)
 
   out = {}
-  beam_search.step_log_probs = counted
+  beams_lib.step_log_probs = counted
   try:
     for m in ["unconstrained"] + [m for m in modes if m != "unconstrained"]:
       fn = make_ours(module, m, beams, trie.max_len)
@@ -176,7 +176,7 @@ def mask_overhead(module, params, trie, batches, beams: int, modes):
       out[m] = {"steps_per_batch": round(count[0] / len(batches), 2),
                 "ms_per_step": round(1e3 * sec / max(count[0], 1), 3)}
   finally:
-    beam_search.step_log_probs = orig
+    beams_lib.step_log_probs = orig
   base = out["unconstrained"]["ms_per_step"]
   for m in out:
     out[m]["overhead_vs_unconstrained"] = round(out[m]["ms_per_step"] / base - 1.0, 3)

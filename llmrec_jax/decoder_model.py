@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from llmrec_jax import losses
-from llmrec_jax.decoding import beam_search, trie as trie_lib, trie_walk
+from llmrec_jax.decoding import beam_search, beams, trie as trie_lib, trie_walk
 from llmrec_jax.network import decoder_only
 
 Array = jax.Array
@@ -152,7 +152,7 @@ class DecoderOnlyModel:
       length_normalization = "none"
     eos = self.eos_id
 
-    def tokens_to_logits(state: beam_search.DecodingState):
+    def tokens_to_logits(state: beams.DecodingState):
       # The memory stays per example: a step groups the K beams of an example against it.
       token = jnp.where(state.cur_index == 0, eos, state.cur_token)
       logits, new_cache = self.module.apply(

@@ -9,12 +9,14 @@ and NDCG@5/10 next to a popularity baseline on the same leave-one-out split.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import tempfile
 import time
+
+from absl import app
+from absl import flags
 
 from llmrec_jax.systems.idgenrec import alternating
 from llmrec_jax import console, train as train_lib
@@ -51,21 +53,24 @@ def run(model_dir: str, *, rounds: int = 2, rec_epochs: float = 2.0, id_epochs: 
   return {"idgenrec": best["test"], "popularity": pop["test"], "seconds": time.time() - t0}
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--model_dir", default=None, help="default: a new temporary folder")
-  p.add_argument("--rounds", type=int, default=2)
-  p.add_argument("--rec_epochs", type=float, default=2.0)
-  p.add_argument("--json", action="store_true")
-  a = p.parse_args()
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run folder (results.json, metrics.jsonl, "
+                                 "checkpoints); default: a new temporary folder.")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "Alternation rounds (rec phase, ID phase, ...).")
+_REC_EPOCHS = flags.DEFINE_float("rec_epochs", 2.0, "Rec-phase epochs per round.")
+_JSON = flags.DEFINE_bool("json", False, "Also print the test metrics as one JSON object.")
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   console.quiet_logs()  # orbax logs every checkpoint at INFO; TF/XLA start-up lines
   logging.getLogger().setLevel(logging.WARNING)
-  model_dir = a.model_dir or tempfile.mkdtemp(prefix="llmrec_demo_")
+  model_dir = _MODEL_DIR.value or tempfile.mkdtemp(prefix="llmrec_demo_")
   os.makedirs(model_dir, exist_ok=True)
-  out = run(model_dir, rounds=a.rounds, rec_epochs=a.rec_epochs)
-  if a.json:
+  out = run(model_dir, rounds=_ROUNDS.value, rec_epochs=_REC_EPOCHS.value)
+  if _JSON.value:
     print(json.dumps(out))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

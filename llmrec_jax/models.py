@@ -242,36 +242,12 @@ class EncoderDecoderModel:
     output_vocab = OutputVocab(output_vocab)
     inputs_BxS = batch["encoder_input_tokens"]
     target_shape = batch["decoder_input_tokens"].shape
-    max_decode_length = target_shape[1]
-
-    encoded_BxSxD = self.module.apply({"params": params}, inputs_BxS, enable_dropout=False,
-                                      method=self.module.encode)
-    # A decode=True call without a cache creates it (zero self-attention cache of the full
-    # decode length) and stores every layer's cross-attention keys/values of `encoded`. Its
-    # logits are unused (XLA drops them).
-    ones_BxT = jnp.ones(target_shape, inputs_BxS.dtype)
-    _, variables_with_cache = self.module.apply(
-        {"params": params}, encoded_BxSxD, inputs_BxS, ones_BxT, ones_BxT, decode=True,
-        enable_dropout=False, mutable=["cache"], method=self.module.decode)
-    cache = variables_with_cache["cache"]
-    step_kwargs = {}
-    decoder_params = dict(decoder_params or {})
-    if output_token_ids is not None and output_vocab != OutputVocab.FULL:
-      ids_U = jnp.asarray(output_token_ids, jnp.int32)
-      # Gathered once per batch, outside the decode loop; SUBSET_EXACT also keeps the other
-      # columns, in chunks, for the exact rest-of-vocab log-sum-exp.
-      rest_chunk = self.output_rest_chunk if output_vocab == OutputVocab.SUBSET_EXACT else None
-      step_kwargs["output_kernel_DxU"] = self.module.apply(
-          {"params": params}, ids_U, rest_chunk=rest_chunk, method=self.module.output_kernel)
-      decoder_params["column_token_ids"] = subset_column_token_ids(ids_U, output_vocab)
+    cache = self._init_decode_cache(params, inputs_BxS, target_shape)
+    step_kwargs, column_token_ids = self._step_output_kernel(params, output_token_ids,
+                                                             output_vocab)
     tokens_ids_to_logits = functools.partial(
         self._compute_logits_from_slice, params=params, raw_inputs_BxS=inputs_BxS,
-        max_decode_length=max_decode_length, **step_kwargs)
-
-    if rng is not None:
-      decoder_params["decode_rng"] = rng
-    if "excluded_items" in batch and _accepts(self._decode_fn, "excluded_items"):
-      decoder_params["excluded_items"] = batch["excluded_items"]
+        max_decode_length=target_shape[1], **step_kwargs)
     decodes_BxKxT, scores_BxK = self._decode_fn(
         inputs=jnp.zeros(target_shape, inputs_BxS.dtype),
         cache=cache,
@@ -279,10 +255,51 @@ class EncoderDecoderModel:
         eos_id=_eos_id(self.output_vocabulary),
         num_decodes=num_decodes,
         cache_offset=0,
-        **decoder_params)
+        **self._decode_fn_kwargs(batch, decoder_params, column_token_ids, rng))
     if return_all_decodes:
       return decodes_BxKxT, {"scores": scores_BxK}
     return decodes_BxKxT[:, -1, :], {"scores": scores_BxK[:, -1]}
+
+  def _init_decode_cache(self, params: PyTree, inputs_BxS: Array,
+                         target_shape: tuple[int, ...]) -> PyTree:
+    """The decode cache for batch B: the encoder runs once, then a decode=True call without a
+    cache creates it (zero self-attention cache of the full decode length T) and stores every
+    layer's cross-attention keys/values of the encoder states. Its logits are unused (XLA drops
+    them)."""
+    encoded_BxSxD = self.module.apply({"params": params}, inputs_BxS, enable_dropout=False,
+                                      method=self.module.encode)
+    ones_BxT = jnp.ones(target_shape, inputs_BxS.dtype)
+    _, variables_with_cache = self.module.apply(
+        {"params": params}, encoded_BxSxD, inputs_BxS, ones_BxT, ones_BxT, decode=True,
+        enable_dropout=False, mutable=["cache"], method=self.module.decode)
+    return variables_with_cache["cache"]
+
+  def _step_output_kernel(self, params: PyTree, output_token_ids: Optional[Array],
+                          output_vocab: OutputVocab) -> tuple[dict[str, Any], Optional[Array]]:
+    """(keyword arguments of `_compute_logits_from_slice`, the decode_fn's `column_token_ids`):
+    with `output_token_ids` and a subset `output_vocab`, the output kernel of those tokens,
+    gathered once per batch outside the decode loop (SUBSET_EXACT also keeps the other columns,
+    in chunks, for the exact rest-of-vocab log-sum-exp); else ({}, None)."""
+    if output_token_ids is None or output_vocab == OutputVocab.FULL:
+      return {}, None
+    ids_U = jnp.asarray(output_token_ids, jnp.int32)
+    rest_chunk = self.output_rest_chunk if output_vocab == OutputVocab.SUBSET_EXACT else None
+    kernel = self.module.apply({"params": params}, ids_U, rest_chunk=rest_chunk,
+                               method=self.module.output_kernel)
+    return {"output_kernel_DxU": kernel}, subset_column_token_ids(ids_U, output_vocab)
+
+  def _decode_fn_kwargs(self, batch: Batch, decoder_params: Optional[Mapping[str, Any]],
+                        column_token_ids: Optional[Array], rng: Optional[Array]) -> dict[str, Any]:
+    """`decoder_params` plus `column_token_ids`, `decode_rng` (= rng) and, when the decode_fn
+    accepts them, the batch's `excluded_items`."""
+    kwargs = dict(decoder_params or {})
+    if column_token_ids is not None:
+      kwargs["column_token_ids"] = column_token_ids
+    if rng is not None:
+      kwargs["decode_rng"] = rng
+    if "excluded_items" in batch and _accepts(self._decode_fn, "excluded_items"):
+      kwargs["excluded_items"] = batch["excluded_items"]
+    return kwargs
 
 
 def _eos_id(vocab) -> int:

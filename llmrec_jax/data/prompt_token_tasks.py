@@ -136,8 +136,10 @@ class TokenizePrompts:
     kept_H[:len(hist) - out.first_item] = hist[out.first_item:]
     x, y = render_prompt(template, user_id=snap.user_ids[user_index], history=names[out.first_item:],
                          target=snap.item_ids[target_index], sep=self.spec.sep)
+    target_tokens = (snap.item_tokens.tokens(target_index) if template.output == "{target}"
+                     else self.sp.encode(y))
     return {"inputs": np.asarray(out.tokens, np.int32), "soft_slot": np.asarray(out.slots, np.int32),
-            "targets": np.asarray(self.sp.encode(y) + [self.spec.eos_id], np.int32),
+            "targets": np.asarray(target_tokens + [self.spec.eos_id], np.int32),
             "history_items": kept_H, "inputs_pretokenized": x, "targets_pretokenized": y}
 
   def rows(self, rows: Mapping[str, np.ndarray], input_len: Optional[int] = None) -> list[dict]:
@@ -213,7 +215,8 @@ def task_kwargs(name: str, prep: TokenizePrompts, vocab, *, metric_ks=(5, 10)) -
 
 def register_prompt_token_tasks(name: str, data, vocab, provider, templates: TemplateSet, *,
                                 overwrite: bool = False, **spec) -> dict[str, str]:
-  """Registers `{name}_rec_tokens` and `{name}_id_tokens` (spec: `PromptTokenSpec` fields).
+  """Registers `{name}_rec_tokens` and `{name}_id_tokens` (spec: `PromptTokenSpec` fields;
+  `free_running_steps` applies to the ID task only).
 
   Returns:
     {kind: task name}.
@@ -224,7 +227,8 @@ def register_prompt_token_tasks(name: str, data, vocab, provider, templates: Tem
     task_name = f"{name}_{kind}_tokens"
     if overwrite:
       seqio.TaskRegistry.remove(task_name)
-    prep = TokenizePrompts(data, provider, vocab, PromptTokenSpec(templates=templates, kind=kind, **spec))
+    kw = {k: v for k, v in spec.items() if kind == "id" or k != "free_running_steps"}
+    prep = TokenizePrompts(data, provider, vocab, PromptTokenSpec(templates=templates, kind=kind, **kw))
     seqio.TaskRegistry.add(**task_kwargs(task_name, prep, vocab))
     names[kind] = task_name
   return names

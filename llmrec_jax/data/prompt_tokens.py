@@ -25,6 +25,7 @@ one item that does not fit raises ValueError.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional, Sequence
 
 from llmrec_jax.data.prompts import HISTORY_SEP, Template
@@ -71,7 +72,7 @@ def render_with_spans(template: Template, *, user_id: str, history: Sequence[str
 
 
 def _piece_begins(sp, text: str) -> list[int]:
-  """Character offset where each piece of `sp.encode(text)` starts."""
+  """Byte offset (in `text` as UTF-8) where each piece of `sp.encode(text)` starts."""
   from sentencepiece import sentencepiece_pb2  # pylint: disable=g-import-not-at-top
   proto = sentencepiece_pb2.SentencePieceText.FromString(sp.encode(text, out_type="serialized_proto"))
   return [p.begin for p in proto.pieces]
@@ -85,7 +86,7 @@ def _ranges_by_concat(ids, pre, id_tokens, sep_tokens, post):
   expect, ranges = list(pre), []
   for h, toks in enumerate(id_tokens):
     if h:
-      expect += sep_tokens
+      expect.extend(sep_tokens)
     ranges.append((len(expect), len(expect) + len(toks)))
     expect += toks
   return ranges if ids == expect + list(post) else None
@@ -94,9 +95,11 @@ def _ranges_by_concat(ids, pre, id_tokens, sep_tokens, post):
 def _ranges_by_offsets(sp, text, spans):
   """Token ranges of the items from the pieces' character offsets (see the module docstring)."""
   begins = _piece_begins(sp, text)
+  at_byte = lambda char: len(text[:char].encode("utf-8"))  # SentencePiece offsets count bytes
   ranges, s = [], 0
   for start, end in spans:
-    owned_from = len(text[:start].rstrip())  # the whitespace before the ID belongs to it
+    owned_from = len(text[:start].rstrip().encode("utf-8"))  # from the whitespace before the ID
+    end = at_byte(end)
     while s < len(begins) and begins[s] < owned_from:
       s += 1
     a = s
@@ -106,8 +109,10 @@ def _ranges_by_offsets(sp, text, spans):
   return ranges
 
 
-def _encode_segment(sp, text: str) -> list[int]:
-  return sp.encode(text.strip()) if text.strip() else []
+@functools.lru_cache(maxsize=4096)
+def _encode_segment(sp, text: str) -> tuple[int, ...]:
+  """Tokens of template text around the history, tokenized alone (cached: few distinct texts)."""
+  return tuple(sp.encode(text.strip())) if text.strip() else ()
 
 
 def _layout(sp, template, user_id, history, id_tokens, sep, sep_tokens):

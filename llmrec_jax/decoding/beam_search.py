@@ -28,46 +28,25 @@ renormalised over the allowed tokens). Two hooks, AND-ed:
 * `constraint`: an object with `init(batch_size, num_beams) -> state` (leaves [BK, ...]),
   `mask(state, vocab_size) -> bool [BK, V]` and `update(state, token_BK) -> state`; its state is
   gathered with the beams, so a trie walk costs one step per token (see `TrieConstraint`).
+
+`DecodingState`, the constraint hook (`Constraint`, `TrieConstraint`) and the beam bookkeeping
+shared with `diverse` (cache expansion and gathers, candidate selection) live in `beams`; this
+module holds the T5X search itself and its trie-constrained `decode_fn`.
 """
 from __future__ import annotations
 
 import enum
 import functools
-from typing import Any, Callable, Optional, Protocol
+from typing import Callable, Optional
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from llmrec_jax.decoding import beams
 from llmrec_jax.decoding import trie as trie_lib
 
-PyTree = Any
-NEG_INF = -np.inf
-# Left alone by beam expansion and beam gathers: bookkeeping scalars/biases, and the
-# cross-attention keys/values projected once per example (`network.layers`), which all beams of
-# an example share.
-_CACHE_SKIP = ("cache_index", "cached_bias", "position_embedder_index", "projected_key",
-               "projected_value")
-
-
-@flax.struct.dataclass
-class DecodingState:
-  """What `tokens_to_logits` sees (T5X field names)."""
-  cur_index: jax.Array  # int32 scalar: slot of cur_token in `sequences`
-  sequences: jax.Array  # int32 [BK, L + 1]: slot 0 is the dummy BOS
-  cur_token: jax.Array  # int32 [BK, 1]
-  cache: PyTree  # leaves [BK, ...] (batch axis at cache_offset)
-
-
-class Constraint(Protocol):
-  """Per-beam decoding constraint; its state pytree has leading [BK] leaves."""
-
-  def init(self, batch_size: int, num_beams: int) -> PyTree: ...
-
-  def mask(self, state: PyTree, vocab_size: int) -> jax.Array: ...
-
-  def update(self, state: PyTree, token_BK: jax.Array) -> PyTree: ...
+NEG_INF = beams.NEG_INF
 
 
 class LengthNormalization(str, enum.Enum):
@@ -87,134 +66,6 @@ def length_penalty_divisor(length, mode: LengthNormalization, alpha: float,
   return jnp.ones_like(length)
 
 
-# ------------------------------------------------------------------------- trie hook
-@flax.struct.dataclass
-class TrieState:
-  node_BK: jax.Array  # int32 [BK]
-  excluded_BKxE: Optional[jax.Array]  # int32 [BK, E] or None
-
-
-@flax.struct.dataclass
-class TrieConstraint:
-  """Keeps every beam on a path of the item trie; optionally bans some items per example.
-
-  Attributes:
-    trie: `trie.TrieArrays`.
-    excluded_BxE: int32 [B, E] item indices to ban (pad with -1), or None. Subtrees holding
-      only banned items are pruned, so this decodes exactly as a per-example trie of the other
-      items would (IDGenRec's filtered evaluation).
-  """
-  trie: trie_lib.TrieArrays
-  excluded_BxE: Optional[jax.Array] = None
-
-  def init(self, batch_size: int, num_beams: int) -> TrieState:
-    node = jnp.full((batch_size * num_beams,), trie_lib.ROOT, jnp.int32)
-    excl = None
-    if self.excluded_BxE is not None:
-      if self.excluded_BxE.shape[0] != batch_size:
-        raise ValueError(f"excluded_BxE has batch {self.excluded_BxE.shape[0]}, "
-                         f"inputs have {batch_size}")
-      excl = jnp.repeat(self.excluded_BxE.astype(jnp.int32), num_beams, axis=0)
-    return TrieState(node, excl)
-
-  def mask(self, state: TrieState, vocab_size: int) -> jax.Array:
-    return trie_lib.allowed_mask(self.trie, state.node_BK, vocab_size, state.excluded_BKxE)
-
-  def update(self, state: TrieState, token_BK: jax.Array) -> TrieState:
-    return state.replace(node_BK=trie_lib.trie_step(self.trie, state.node_BK, token_BK))
-
-
-# ------------------------------------------------------------------------- beam helpers
-def cache_map(fn: Callable[[jax.Array], jax.Array], cache: PyTree) -> PyTree:
-  """Applies fn to every cache leaf except scalars and index/bias bookkeeping leaves."""
-
-  def apply(path, x):
-    last = path[-1] if path else None
-    name = getattr(last, "key", getattr(last, "name", None))
-    if name in _CACHE_SKIP or jnp.ndim(x) == 0:
-      return x
-    return fn(x)
-
-  return jax.tree_util.tree_map_with_path(apply, cache)
-
-
-def add_beam_dim(x: jax.Array, num_beams: int, offset: int = 0) -> jax.Array:
-  """[.., B, ...] -> [.., B, K, ...] by repetition (batch axis at `offset`)."""
-  x = jnp.expand_dims(x, offset + 1)
-  reps = [1] * x.ndim
-  reps[offset + 1] = num_beams
-  return jnp.tile(x, reps)
-
-
-def flatten_beam_dim(x: jax.Array, offset: int = 0) -> jax.Array:
-  """[.., B, K, ...] -> [.., B*K, ...]."""
-  s = x.shape
-  return x.reshape(s[:offset] + (s[offset] * s[offset + 1],) + s[offset + 2:])
-
-
-def unflatten_beam_dim(x: jax.Array, batch_size: int, offset: int = 0) -> jax.Array:
-  """[.., B*K, ...] -> [.., B, K, ...]."""
-  s = x.shape
-  return x.reshape(s[:offset] + (batch_size, s[offset] // batch_size) + s[offset + 1:])
-
-
-def gather_beams(x: jax.Array, beam_BxK: jax.Array, offset: int = 0) -> jax.Array:
-  """x[.., b, beam_BxK[b, k], ...]: [.., B, K_old, ...] -> [.., B, K_new, ...]."""
-  idx = beam_BxK.reshape((1,) * offset + beam_BxK.shape + (1,) * (x.ndim - offset - 2))
-  return jnp.take_along_axis(x, idx, axis=offset + 1, mode="clip")
-
-
-def gather_beams_tree(tree: PyTree, beam_BxK: jax.Array, batch_size: int, offset: int = 0,
-                      is_cache: bool = False) -> PyTree:
-  """Gathers flat [B*K_old, ...] leaves (batch axis at offset) by beam_BxK -> [B*K, ...].
-
-  With is_cache, leaves `cache_map` skips (scalars, cache_index, ...) are left alone.
-  """
-
-  def fn(x):
-    return flatten_beam_dim(
-        gather_beams(unflatten_beam_dim(x, batch_size, offset), beam_BxK, offset), offset)
-
-  if is_cache:
-    return cache_map(fn, tree)
-  return jax.tree_util.tree_map(fn, tree)
-
-
-def select_candidates(logprob_BxKxV: jax.Array, num: int):
-  """Top `num` (beam, token) continuations.
-
-  Returns:
-    (value_BxN, beam_BxN, token_BxN), best first; K * V must fit int32.
-  """
-  b, k, v = logprob_BxKxV.shape
-  val, flat = jax.lax.top_k(logprob_BxKxV.reshape(b, k * v), num)
-  return val, (flat // v).astype(jnp.int32), (flat % v).astype(jnp.int32)
-
-
-def step_log_probs(logits_BKxV: jax.Array, mask_BKxV: Optional[jax.Array],
-                   renormalize: bool = False) -> jax.Array:
-  """log_softmax over the full vocab in float32, then -inf where the mask forbids; with
-  `renormalize`, the softmax runs over the allowed tokens only."""
-  logits_BKxV = logits_BKxV.astype(jnp.float32)
-  if renormalize and mask_BKxV is not None:
-    logits_BKxV = jnp.where(mask_BKxV, logits_BKxV, -1e30)
-  lp = jax.nn.log_softmax(logits_BKxV, axis=-1)
-  if mask_BKxV is not None:
-    lp = jnp.where(mask_BKxV, lp, NEG_INF)
-  return lp
-
-
-def combined_mask(decoding_state: DecodingState, constraint: Optional[Constraint], cstate,
-                  logits_mask_fn, vocab_size: int) -> Optional[jax.Array]:
-  mask = None
-  if logits_mask_fn is not None:
-    mask = logits_mask_fn(decoding_state)
-  if constraint is not None:
-    cmask = constraint.mask(cstate, vocab_size)
-    mask = cmask if mask is None else mask & cmask
-  return mask
-
-
 # ------------------------------------------------------------------------- beam search
 @flax.struct.dataclass
 class BeamState:
@@ -224,70 +75,26 @@ class BeamState:
   finished_scores_BxK: jax.Array  # float32 (normalised), sorted best first
   finished_seqs_BxKxL1: jax.Array  # int32
   finished_flags_BxK: jax.Array  # bool
-  cache: PyTree  # leaves [BK, ...] (batch axis at cache_offset)
-  constraint_state: PyTree  # leaves [BK, ...]
-
-
-@flax.struct.dataclass
-class Candidates:
-  """The top N (beam, token) continuations of one step, best first (N = min(2K, K * V))."""
-  value_BxN: jax.Array  # float32 running log-probability after the token
-  beam_BxN: jax.Array  # int32 beam each one extends
-  column_BxN: jax.Array  # int32 logits column of the token
-  token_BxN: jax.Array  # int32 token id (= column without `column_token_ids`)
-  seqs_BxNxL1: jax.Array  # int32 the extended sequences
-  is_eos_BxN: jax.Array  # bool: ends with EOS (and, in `beam_search`, is finite)
-
-
-def expand_cache(cache: PyTree, num_beams: int, cache_offset: int) -> PyTree:
-  """Each cache leaf that `cache_map` touches, repeated for K beams: [.., B, ...] ->
-  [.., B*K, ...] (the K beams of an example adjacent)."""
-  return cache_map(
-      lambda x: flatten_beam_dim(add_beam_dim(x, num_beams, cache_offset), cache_offset), cache)
-
-
-def decoding_state(cur_index: jax.Array, seqs_BxKxL1: jax.Array, cache: PyTree) -> DecodingState:
-  """The `DecodingState` of beams [B, K, L + 1] flattened to [BK, L + 1] at slot cur_index."""
-  b, k, l1 = seqs_BxKxL1.shape
-  flat_BKxL1 = seqs_BxKxL1.reshape(b * k, l1)
-  return DecodingState(cur_index=cur_index, sequences=flat_BKxL1,
-                       cur_token=jax.lax.dynamic_slice_in_dim(flat_BKxL1, cur_index, 1, axis=1),
-                       cache=cache)
-
-
-def extend_beams(seqs_BxKxL1: jax.Array, beam_BxN: jax.Array, token_BxN: jax.Array,
-                 cur_index: jax.Array) -> jax.Array:
-  """Sequences [B, N, L + 1] of beams beam_BxN with token_BxN written after slot cur_index."""
-  seqs_BxNxL1 = gather_beams(seqs_BxKxL1, beam_BxN)
-  return jax.lax.dynamic_update_slice_in_dim(seqs_BxNxL1, token_BxN[:, :, None], cur_index + 1,
-                                             axis=2)
-
-
-def advance_constraint(constraint: Optional[Constraint], cstate: PyTree, from_BxK: jax.Array,
-                       column_BxK: jax.Array, batch_size: int) -> PyTree:
-  """Constraint state [BK, ...] gathered to the surviving beams, then stepped by their tokens."""
-  if constraint is None:
-    return cstate
-  return constraint.update(gather_beams_tree(cstate, from_BxK, batch_size),
-                           column_BxK.reshape(-1))
+  cache: beams.PyTree  # leaves [BK, ...] (batch axis at cache_offset)
+  constraint_state: beams.PyTree  # leaves [BK, ...]
 
 
 def beam_candidates(state: BeamState, lp_BxKxV: jax.Array, eos_id: int,
-                    column_token_ids: Optional[jax.Array]) -> Candidates:
+                    column_token_ids: Optional[jax.Array]) -> beams.Candidates:
   """The top N = min(2K, K * V) continuations of the live beams, given this step's
   log-probs lp_BxKxV."""
   k, v = lp_BxKxV.shape[1:]
   cand_BxKxV = state.live_logprobs_BxK[:, :, None] + lp_BxKxV
-  val_Bx2K, beam_Bx2K, col_Bx2K = select_candidates(cand_BxKxV, min(2 * k, k * v))
+  val_Bx2K, beam_Bx2K, col_Bx2K = beams.select_candidates(cand_BxKxV, min(2 * k, k * v))
   tok_Bx2K = col_Bx2K if column_token_ids is None else column_token_ids[col_Bx2K]
-  seqs_Bx2KxL1 = extend_beams(state.live_seqs_BxKxL1, beam_Bx2K, tok_Bx2K, state.cur_index)
+  seqs_Bx2KxL1 = beams.extend_beams(state.live_seqs_BxKxL1, beam_Bx2K, tok_Bx2K, state.cur_index)
   finite = val_Bx2K > NEG_INF
-  return Candidates(value_BxN=val_Bx2K, beam_BxN=beam_Bx2K, column_BxN=col_Bx2K,
+  return beams.Candidates(value_BxN=val_Bx2K, beam_BxN=beam_Bx2K, column_BxN=col_Bx2K,
                     token_BxN=tok_Bx2K, seqs_BxNxL1=seqs_Bx2KxL1,
                     is_eos_BxN=(tok_Bx2K == eos_id) & finite)
 
 
-def next_live(cands: Candidates, num_beams: int):
+def next_live(cands: beams.Candidates, num_beams: int):
   """The best K candidates that did not just end.
 
   Returns:
@@ -301,7 +108,7 @@ def next_live(cands: Candidates, num_beams: int):
   return live_val_BxK, from_BxK, col_BxK, live_seqs_BxKxL1
 
 
-def merge_finished(state: BeamState, cands: Candidates, divisor: jax.Array):
+def merge_finished(state: BeamState, cands: beams.Candidates, divisor: jax.Array):
   """The best K of the kept finished sequences and the candidates that just ended (their
   log-probability / `divisor`, P(len) of this step).
 
@@ -320,21 +127,21 @@ def merge_finished(state: BeamState, cands: Candidates, divisor: jax.Array):
 
 def beam_search_step(state: BeamState, *, tokens_to_logits, eos_id: int,
                      penalty: Callable[[jax.Array], jax.Array],
-                     constraint: Optional[Constraint], logits_mask_fn,
+                     constraint: Optional[beams.Constraint], logits_mask_fn,
                      column_token_ids: Optional[jax.Array], renormalize: bool,
                      cache_offset: int) -> BeamState:
   """One decoding step of every beam (the `while_loop` body); arguments as in `beam_search`,
   `penalty` = P(len)."""
   b, k = state.live_logprobs_BxK.shape
-  ds = decoding_state(state.cur_index, state.live_seqs_BxKxL1, state.cache)
+  ds = beams.decoding_state(state.cur_index, state.live_seqs_BxKxL1, state.cache)
   logits_BKxV, new_cache = tokens_to_logits(ds)
   v = logits_BKxV.shape[-1]
-  mask = combined_mask(ds, constraint, state.constraint_state, logits_mask_fn, v)
-  lp_BxKxV = step_log_probs(logits_BKxV, mask, renormalize).reshape(b, k, v)
+  mask = beams.combined_mask(ds, constraint, state.constraint_state, logits_mask_fn, v)
+  lp_BxKxV = beams.step_log_probs(logits_BKxV, mask, renormalize).reshape(b, k, v)
   cands = beam_candidates(state, lp_BxKxV, eos_id, column_token_ids)
   live_val_BxK, from_BxK, col_BxK, live_seqs_BxKxL1 = next_live(cands, k)
-  cache_next = gather_beams_tree(new_cache, from_BxK, b, cache_offset, is_cache=True)
-  cstate = advance_constraint(constraint, state.constraint_state, from_BxK, col_BxK, b)
+  cache_next = beams.gather_beams_tree(new_cache, from_BxK, b, cache_offset, is_cache=True)
+  cstate = beams.advance_constraint(constraint, state.constraint_state, from_BxK, col_BxK, b)
   fin_scores, fin_seqs, fin_flags = merge_finished(state, cands, penalty(state.cur_index + 1))
   return BeamState(cur_index=state.cur_index + 1, live_logprobs_BxK=live_val_BxK,
                    live_seqs_BxKxL1=live_seqs_BxKxL1, finished_scores_BxK=fin_scores,
@@ -356,11 +163,11 @@ def beam_search_continues(state: BeamState, *, penalty: Callable[[jax.Array], ja
   return (state.cur_index < length) & ~hopeless_B.all()
 
 
-def init_beam_state(cache: PyTree, constraint: Optional[Constraint], batch_size: int,
+def init_beam_state(cache: beams.PyTree, constraint: Optional[beams.Constraint], batch_size: int,
                     num_beams: int, length: int, cache_offset: int) -> BeamState:
   """Beam 0 of each example live at log-probability 0, the others at -inf; nothing finished."""
   b, k = batch_size, num_beams
-  cache0 = expand_cache(cache, k, cache_offset)
+  cache0 = beams.expand_cache(cache, k, cache_offset)
   return BeamState(
       cur_index=jnp.array(0, jnp.int32),
       live_logprobs_BxK=jnp.full((b, k), NEG_INF, jnp.float32).at[:, 0].set(0.0),
@@ -384,8 +191,8 @@ def beam_search_output(final: BeamState) -> tuple[jax.Array, jax.Array]:
 
 
 def beam_search(inputs: jax.Array,
-                cache: PyTree,
-                tokens_to_logits: Callable[[DecodingState], tuple[jax.Array, PyTree]],
+                cache: beams.PyTree,
+                tokens_to_logits: beams.TokensToLogits,
                 eos_id: int,
                 num_decodes: int = 4,
                 alpha: float = 0.6,
@@ -393,8 +200,8 @@ def beam_search(inputs: jax.Array,
                 decode_rng: Optional[jax.Array] = None,
                 cache_offset: int = 0,
                 *,
-                logits_mask_fn: Optional[Callable[[DecodingState], jax.Array]] = None,
-                constraint: Optional[Constraint] = None,
+                logits_mask_fn: Optional[Callable[[beams.DecodingState], jax.Array]] = None,
+                constraint: Optional[beams.Constraint] = None,
                 length_normalization: str | LengthNormalization = "t5x",
                 length_penalty: float = 1.0,
                 min_log_prob: float = -1e7,
@@ -413,7 +220,7 @@ def beam_search(inputs: jax.Array,
     decode_rng: unused (T5X signature).
     cache_offset: axis of the batch in cache leaves (1 for scanned layers).
     logits_mask_fn: optional DecodingState -> bool [BK, V] of allowed tokens.
-    constraint: optional stateful `Constraint` (e.g. `TrieConstraint`).
+    constraint: optional stateful `beams.Constraint` (e.g. `beams.TrieConstraint`).
     length_normalization: 't5x' | 'hf' | 'none'.
     length_penalty: HF exponent (length_normalization='hf').
     min_log_prob: live beams whose log-probability falls below this are treated as dead.
@@ -445,8 +252,8 @@ def beam_search(inputs: jax.Array,
 
 
 def constrained_beam_search(inputs: jax.Array,
-                            cache: PyTree,
-                            tokens_to_logits: Callable[[DecodingState], tuple[jax.Array, PyTree]],
+                            cache: beams.PyTree,
+                            tokens_to_logits: beams.TokensToLogits,
                             eos_id: int,
                             num_decodes: int = 4,
                             alpha: float = 0.6,
@@ -472,12 +279,12 @@ def constrained_beam_search(inputs: jax.Array,
     (sequences [B, K, L], scores [B, K]) ascending, plus items [B, K] int32 (-1 for a slot
     without a finished item) when return_item_indices.
   """
-  arrays = trie_arrays_for(trie, eos_id, kwargs.get("column_token_ids"),
+  arrays = beams.trie_arrays_for(trie, eos_id, kwargs.get("column_token_ids"),
                            inputs.shape[1] if max_decode_len is None else max_decode_len)
   excl = None if excluded_items is None else jnp.asarray(excluded_items, jnp.int32)
   seqs, scores = beam_search(inputs, cache, tokens_to_logits, eos_id, num_decodes, alpha,
                              max_decode_len, decode_rng, cache_offset,
-                             constraint=TrieConstraint(arrays, excl), **kwargs)
+                             constraint=beams.TrieConstraint(arrays, excl), **kwargs)
   if not return_item_indices:
     return seqs, scores
   if kwargs.get("column_token_ids") is not None:
@@ -485,16 +292,3 @@ def constrained_beam_search(inputs: jax.Array,
                      "ItemTrie.items_from_sequences instead")
   items = trie_lib.items_from_sequences(arrays, seqs)
   return seqs, scores, jnp.where(scores > NEG_INF, items, -1)
-
-
-def trie_arrays_for(trie, eos_id: int, column_token_ids=None,
-                    max_decode_len: Optional[int] = None) -> trie_lib.TrieArrays:
-  """Device arrays of `trie`, checked against the decoder's EOS (a column id when compact) and
-  length (an item longer than max_decode_len could never be decoded: a silent recall loss)."""
-  arrays = trie.arrays if isinstance(trie, trie_lib.ItemTrie) else trie
-  if column_token_ids is None and arrays.eos_id != eos_id:
-    raise ValueError(f"trie was built with eos_id={arrays.eos_id}, decoding uses {eos_id}")
-  if max_decode_len is not None and max_decode_len < arrays.max_len:
-    raise ValueError(f"max_decode_len={max_decode_len} but the longest item has {arrays.max_len} "
-                     "tokens (EOS included); raise the target length")
-  return arrays

@@ -41,9 +41,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from llmrec_jax.decoding import beam_search as bs
+from llmrec_jax.decoding import beams
 
-NEG_INF = bs.NEG_INF
+NEG_INF = beams.NEG_INF
 
 
 @flax.struct.dataclass
@@ -61,8 +61,8 @@ class GroupState:
   hyp_scores_BxGxK: jax.Array  # float32, best first
   hyp_seqs_BxGxKxL1: jax.Array  # int32
   done_BxG: jax.Array  # bool
-  cache: bs.PyTree  # leaves [B*G*K, ...]
-  constraint_state: bs.PyTree  # leaves [B*G*K, ...]
+  cache: beams.PyTree  # leaves [B*G*K, ...]
+  constraint_state: beams.PyTree  # leaves [B*G*K, ...]
 
 
 @flax.struct.dataclass
@@ -79,7 +79,7 @@ class GroupStep:
 @dataclasses.dataclass(frozen=True)
 class GroupSearchSpec:
   """What every step of `group_beam_search` uses besides its state (see its Args)."""
-  tokens_to_logits: Callable[[bs.DecodingState], tuple[jax.Array, bs.PyTree]]
+  tokens_to_logits: beams.TokensToLogits
   eos_id: int
   num_groups: int  # G
   beams_per_group: int  # Kg
@@ -90,8 +90,8 @@ class GroupSearchSpec:
   diversity: jax.Array  # float32 scalar lambda
   eos_col: int | jax.Array  # logits column of EOS
   pad_col: int | jax.Array  # logits column of the pad token
-  constraint: Optional[bs.Constraint]
-  logits_mask_fn: Optional[Callable[[bs.DecodingState], jax.Array]]
+  constraint: Optional[beams.Constraint]
+  logits_mask_fn: Optional[Callable[[beams.DecodingState], jax.Array]]
   cache_offset: int
   column_token_ids: Optional[jax.Array]
 
@@ -108,35 +108,36 @@ def special_columns(column_token_ids: Optional[jax.Array], eos_id: int, pad_id: 
   return jnp.argmax(column_token_ids == eos_id), jnp.argmax(column_token_ids == pad_id)
 
 
-def group_log_probs(ds: bs.DecodingState, logits_BKxV: jax.Array, cstate: bs.PyTree,
+def group_log_probs(ds: beams.DecodingState, logits_BKxV: jax.Array, cstate: beams.PyTree,
                     spec: GroupSearchSpec) -> jax.Array:
   """lp_BKxV: log_softmax over the full vocab, masked by the hooks, EOS banned before
   `min_decode_len` new tokens."""
   v = logits_BKxV.shape[-1]
-  mask = bs.combined_mask(ds, spec.constraint, cstate, spec.logits_mask_fn, v)
-  lp_BKxV = bs.step_log_probs(logits_BKxV, mask)
+  mask = beams.combined_mask(ds, spec.constraint, cstate, spec.logits_mask_fn, v)
+  lp_BKxV = beams.step_log_probs(logits_BKxV, mask)
   eos_ok = ds.cur_index + 1 >= spec.min_decode_len
   return lp_BKxV.at[:, spec.eos_col].set(jnp.where(eos_ok, lp_BKxV[:, spec.eos_col], NEG_INF))
 
 
 def group_candidates(lp_BxKgxV: jax.Array, run_BxKg: jax.Array, run_seqs_BxKgxL1: jax.Array,
-                     counts_BxV: jax.Array, i: jax.Array, spec: GroupSearchSpec) -> bs.Candidates:
+                     counts_BxV: jax.Array, i: jax.Array,
+                     spec: GroupSearchSpec) -> beams.Candidates:
   """The top N = min(2Kg, Kg * V) continuations of one group after the Hamming penalty
   (lambda x counts_BxV, how often earlier groups picked each token at this step); is_eos_BxN
   marks EOS tokens, finite or not."""
   kg, v = lp_BxKgxV.shape[1:]
   lp_BxKgxV = lp_BxKgxV - spec.diversity * counts_BxV[:, None, :]
   cand_BxKgxV = run_BxKg[:, :, None] + lp_BxKgxV
-  val_BxN, beam_BxN, col_BxN = bs.select_candidates(cand_BxKgxV, min(2 * kg, kg * v))
+  val_BxN, beam_BxN, col_BxN = beams.select_candidates(cand_BxKgxV, min(2 * kg, kg * v))
   tok_BxN = col_BxN if spec.column_token_ids is None else spec.column_token_ids[col_BxN]
-  seqs_BxNxL1 = bs.extend_beams(run_seqs_BxKgxL1, beam_BxN, tok_BxN, i)
-  return bs.Candidates(value_BxN=val_BxN, beam_BxN=beam_BxN, column_BxN=col_BxN,
+  seqs_BxNxL1 = beams.extend_beams(run_seqs_BxKgxL1, beam_BxN, tok_BxN, i)
+  return beams.Candidates(value_BxN=val_BxN, beam_BxN=beam_BxN, column_BxN=col_BxN,
                        token_BxN=tok_BxN, seqs_BxNxL1=seqs_BxNxL1,
                        is_eos_BxN=tok_BxN == spec.eos_id)
 
 
 def merge_hypotheses(hyp_scores_BxKg: jax.Array, hyp_seqs_BxKgxL1: jax.Array,
-                     cands: bs.Candidates, done_B: jax.Array, divisor: jax.Array):
+                     cands: beams.Candidates, done_B: jax.Array, divisor: jax.Array):
   """The group's best Kg of its hypotheses and the finite EOS candidates ranked in the top Kg
   (scored value / divisor), unless the group is done.
 
@@ -156,7 +157,7 @@ def merge_hypotheses(hyp_scores_BxKg: jax.Array, hyp_seqs_BxKgxL1: jax.Array,
   return scores_BxKg, seqs_BxKgxL1
 
 
-def continuations(cands: bs.Candidates, done_B: jax.Array, num_beams: int, pad_col):
+def continuations(cands: beams.Candidates, done_B: jax.Array, num_beams: int, pad_col):
   """The first Kg non-EOS candidates in rank order; a done group's beams stay in place and
   feed the pad column at score 0.
 
@@ -220,7 +221,7 @@ def group_search_step(state: GroupState, spec: GroupSearchSpec) -> GroupState:
   each seeing the tokens the earlier ones just picked."""
   i = state.cur_index
   b = state.run_logprobs_BxGK.shape[0]
-  ds = bs.decoding_state(i, state.run_seqs_BxGKxL1, state.cache)
+  ds = beams.decoding_state(i, state.run_seqs_BxGKxL1, state.cache)
   logits_BKxV, new_cache = spec.tokens_to_logits(ds)
   v = logits_BKxV.shape[-1]
   lp_BKxV = group_log_probs(ds, logits_BKxV, state.constraint_state, spec)
@@ -233,8 +234,8 @@ def group_search_step(state: GroupState, spec: GroupSearchSpec) -> GroupState:
   col_BxK = jnp.concatenate([s.column_BxKg for s in steps], axis=1)
   tok_BxK = col_BxK if spec.column_token_ids is None else spec.column_token_ids[col_BxK]
   from_BxK = jnp.concatenate([s.from_BxKg for s in steps], axis=1)
-  run_seqs_BxKxL1 = bs.extend_beams(state.run_seqs_BxGKxL1, from_BxK, tok_BxK, i)
-  cstate = bs.advance_constraint(spec.constraint, state.constraint_state, from_BxK, col_BxK, b)
+  run_seqs_BxKxL1 = beams.extend_beams(state.run_seqs_BxGKxL1, from_BxK, tok_BxK, i)
+  cstate = beams.advance_constraint(spec.constraint, state.constraint_state, from_BxK, col_BxK, b)
   return GroupState(
       cur_index=i + 1,
       run_logprobs_BxGK=jnp.concatenate([s.run_logprobs_BxKg for s in steps], axis=1),
@@ -242,15 +243,15 @@ def group_search_step(state: GroupState, spec: GroupSearchSpec) -> GroupState:
       hyp_scores_BxGxK=jnp.stack([s.hyp_scores_BxKg for s in steps], axis=1),
       hyp_seqs_BxGxKxL1=jnp.stack([s.hyp_seqs_BxKgxL1 for s in steps], axis=1),
       done_BxG=jnp.stack([s.done_B for s in steps], axis=1),
-      cache=bs.gather_beams_tree(new_cache, from_BxK, b, spec.cache_offset, is_cache=True),
+      cache=beams.gather_beams_tree(new_cache, from_BxK, b, spec.cache_offset, is_cache=True),
       constraint_state=cstate)
 
 
-def init_group_state(cache: bs.PyTree, batch_size: int, spec: GroupSearchSpec) -> GroupState:
+def init_group_state(cache: beams.PyTree, batch_size: int, spec: GroupSearchSpec) -> GroupState:
   """Beam 0 of each group live at score 0, the others at -inf; no hypotheses."""
   b, g_n, kg, length = batch_size, spec.num_groups, spec.beams_per_group, spec.length
   k = g_n * kg
-  cache0 = bs.expand_cache(cache, k, spec.cache_offset)
+  cache0 = beams.expand_cache(cache, k, spec.cache_offset)
   first_GK = (jnp.arange(k) % kg) == 0
   return GroupState(
       cur_index=jnp.array(0, jnp.int32),
@@ -279,8 +280,8 @@ def group_search_output(final: GroupState, spec: GroupSearchSpec) -> GroupBeamRe
 
 
 def group_beam_search(inputs: jax.Array,
-                      cache: bs.PyTree,
-                      tokens_to_logits: Callable[[bs.DecodingState], tuple[jax.Array, bs.PyTree]],
+                      cache: beams.PyTree,
+                      tokens_to_logits: beams.TokensToLogits,
                       eos_id: int,
                       *,
                       num_groups: int,
@@ -290,8 +291,8 @@ def group_beam_search(inputs: jax.Array,
                       min_decode_len: int = 0,
                       length_penalty: float = 1.0,
                       early_stopping: bool | str = False,
-                      constraint: Optional[bs.Constraint] = None,
-                      logits_mask_fn: Optional[Callable[[bs.DecodingState], jax.Array]] = None,
+                      constraint: Optional[beams.Constraint] = None,
+                      logits_mask_fn: Optional[Callable[[beams.DecodingState], jax.Array]] = None,
                       cache_offset: int = 0,
                       pad_id: int = 0,
                       column_token_ids: Optional[jax.Array] = None) -> GroupBeamResult:
@@ -356,8 +357,8 @@ def best_first(result: GroupBeamResult, num_return_sequences: Optional[int] = No
 
 
 def hf_beam_search(inputs: jax.Array,
-                   cache: bs.PyTree,
-                   tokens_to_logits: Callable[[bs.DecodingState], tuple[jax.Array, bs.PyTree]],
+                   cache: beams.PyTree,
+                   tokens_to_logits: beams.TokensToLogits,
                    eos_id: int,
                    num_decodes: int = 4,
                    max_decode_len: Optional[int] = None,
@@ -383,10 +384,10 @@ def hf_beam_search(inputs: jax.Array,
   del decode_rng
   constraint = None
   if trie is not None:
-    arrays = bs.trie_arrays_for(trie, eos_id, column_token_ids,
-                                inputs.shape[1] if max_decode_len is None else max_decode_len)
+    arrays = beams.trie_arrays_for(trie, eos_id, column_token_ids,
+                                   inputs.shape[1] if max_decode_len is None else max_decode_len)
     excl = None if excluded_items is None else jnp.asarray(excluded_items, jnp.int32)
-    constraint = bs.TrieConstraint(arrays, excl)
+    constraint = beams.TrieConstraint(arrays, excl)
   res = group_beam_search(inputs, cache, tokens_to_logits, eos_id, num_groups=1,
                           beams_per_group=num_decodes, max_decode_len=max_decode_len,
                           min_decode_len=min_decode_len, length_penalty=length_penalty,

@@ -25,7 +25,8 @@ def split_tokens(split: LooSplit, max_len: int) -> np.ndarray:
 
 def topk_from_scores(scores_BxN: np.ndarray, k: int) -> np.ndarray:
   """Indices of the k best items per row, best first, ties by smaller index: the first k of a
-  stable descending sort, in O(N) per row plus a sort of the tied candidates. Scores must not be NaN.
+  stable descending sort, in O(N) per row (a partition, then a sort of k items). A NaN score
+  ranks last, like -inf.
 
   Returns:
     topk_BxK int64, K = min(k, N).
@@ -35,20 +36,27 @@ def topk_from_scores(scores_BxN: np.ndarray, k: int) -> np.ndarray:
   k = min(k, N)
   if B == 0 or k == 0:
     return np.zeros((B, k), np.int64)
+  if np.isnan(scores_BxN).any():
+    scores_BxN = np.where(np.isnan(scores_BxN), -np.inf, scores_BxN)
   kth_B = np.partition(scores_BxN, N - k, axis=1)[:, N - k]  # the k-th largest score
-  cand_BxN = scores_BxN >= kth_B[:, None]
-  width = int(cand_BxN.sum(axis=1).max())
-  idx_BxW = np.argsort(~cand_BxN, axis=1, kind="stable")[:, :width]  # candidates first, by index
-  vals_BxW = np.take_along_axis(scores_BxN, idx_BxW, axis=1)
-  real_BxW = np.take_along_axis(cand_BxN, idx_BxW, axis=1)
-  # lexsort: the last key sorts first (candidates, then score descending, then item index).
-  order_BxW = np.lexsort((idx_BxW, -vals_BxW, ~real_BxW), axis=1)
-  return np.take_along_axis(idx_BxW, order_BxW, axis=1)[:, :k].astype(np.int64)
+  greater_BxN = scores_BxN > kth_B[:, None]  # fewer than k per row
+  tied_BxN = scores_BxN == kth_B[:, None]
+  keep_BxN = greater_BxN | tied_BxN
+  over = np.flatnonzero(keep_BxN.sum(axis=1) > k)  # rows with more ties at the k-th score than room
+  if over.size:  # keep the first `room` tied items by index
+    room_R = k - greater_BxN[over].sum(axis=1)
+    first_RxN = np.cumsum(tied_BxN[over], axis=1, dtype=np.int32) <= room_R[:, None]
+    keep_BxN[over] = greater_BxN[over] | (tied_BxN[over] & first_RxN)
+  idx_BxK = np.nonzero(keep_BxN)[1].reshape(B, k)  # exactly k per row, ascending index
+  vals_BxK = np.take_along_axis(scores_BxN, idx_BxK, axis=1)
+  order_BxK = np.lexsort((idx_BxK, -vals_BxK), axis=1)  # score descending, then index
+  return np.take_along_axis(idx_BxK, order_BxK, axis=1).astype(np.int64)
 
 
 def score_topk(score_fn: Callable[[np.ndarray], np.ndarray], tokens_ExT: np.ndarray, num_items: int,
                k: int, *, seen: Optional[Sequence[np.ndarray]] = None, batch_size: int = 1024) -> np.ndarray:
-  """Top-k items [E, k] of every example under `score_fn`, seen items excluded.
+  """Top-k items [E, k] of every example under `score_fn`, seen items excluded (-1 fills the
+  columns past N when the catalogue has fewer than k items).
 
   Args:
     score_fn: tokens_BxT -> scores_BxN over all N items (item-index order). It is always called
@@ -60,7 +68,7 @@ def score_topk(score_fn: Callable[[np.ndarray], np.ndarray], tokens_ExT: np.ndar
     batch_size: rows per score_fn call.
   """
   E = tokens_ExT.shape[0]
-  out = np.zeros((E, min(k, num_items)), np.int64)
+  out = np.full((E, k), -1, np.int64)  # -1 past the N items of a catalogue smaller than k
   for start in range(0, E, batch_size):
     stop = min(start + batch_size, E)
     chunk_BxT = tokens_ExT[start:stop]
@@ -74,7 +82,7 @@ def score_topk(score_fn: Callable[[np.ndarray], np.ndarray], tokens_ExT: np.ndar
       rows = np.concatenate([np.full(len(seen[e]), e - start) for e in range(start, stop)]).astype(np.int64)
       cols = np.concatenate([seen[e] for e in range(start, stop)]).astype(np.int64)
       scores_BxN[rows, cols] = -np.inf
-    out[start:stop] = topk_from_scores(scores_BxN, k)
+    out[start:stop, :min(k, num_items)] = topk_from_scores(scores_BxN, k)
   return out
 
 

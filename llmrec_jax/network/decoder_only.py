@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from llmrec_jax.network import layers
+from llmrec_jax.network import attention, layers
 from llmrec_jax.network.config import T5Config
 
 Array = jax.Array
@@ -64,7 +64,7 @@ class CausalSelfAttention(nn.Module):
     k_BxLxHxDh, v_BxLxHxDh = self.key(x_BxLxD), self.value(x_BxLxD)
     rate = self.config.dropout_rate
     use_dropout = not deterministic and rate > 0.0
-    out_BxLxHxDh = layers.dot_product_attention(
+    out_BxLxHxDh = attention.dot_product_attention(
         self.query(x_BxLxD), k_BxLxHxDh, v_BxLxHxDh, bias=bias_BxHxLxL,
         dropout_rng=self.make_rng("dropout") if use_dropout else None, dropout_rate=rate,
         deterministic=not use_dropout, dtype=self.config.dtype)

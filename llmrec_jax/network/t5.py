@@ -1,6 +1,6 @@
 """T5 encoder-decoder `Transformer` with T5X's parameter tree, methods and decode-cache protocol.
 
-Parameter tree (see layers.py for axes): `token_embedder/embedding`,
+Parameter tree (see layers.py and attention.py for axes): `token_embedder/embedding`,
 `encoder/{relpos_bias, layers_i/{pre_attention_layer_norm, attention, pre_mlp_layer_norm, mlp},
 encoder_norm}`, `decoder/{relpos_bias, layers_i/{pre_self_attention_layer_norm, self_attention,
 pre_cross_attention_layer_norm, encoder_decoder_attention, pre_mlp_layer_norm, mlp}, decoder_norm,
@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import linen as nn
 
-from llmrec_jax.network import layers
+from llmrec_jax.network import attention, layers
 from llmrec_jax.network import output_subset
 from llmrec_jax.network.config import T5Config
 
@@ -39,8 +39,8 @@ def _norm(cfg: T5Config, name: str) -> layers.RmsNorm:
   return layers.RmsNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype, name=name)
 
 
-def _attention(cfg: T5Config, name: str) -> layers.MultiHeadDotProductAttention:
-  return layers.MultiHeadDotProductAttention(
+def _attention(cfg: T5Config, name: str) -> attention.MultiHeadDotProductAttention:
+  return attention.MultiHeadDotProductAttention(
       num_heads=cfg.num_heads, head_dim=cfg.head_dim, dtype=cfg.dtype,
       dropout_rate=cfg.dropout_rate, float32_logits=cfg.float32_attention_logits, name=name)
 

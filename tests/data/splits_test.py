@@ -74,3 +74,35 @@ def test_real_split_sizes(shared_dir, folder, users, train):
   assert s["train"].num_examples == train
   assert s["valid"].num_examples == s["test"].num_examples == users
   assert int(s["train"].history_lengths().max()) == 20
+
+
+# ------------------------------------------------------------------ the held-out rule
+@pytest.mark.parametrize("max_his", [1, 3, None])
+def test_history_and_target_equal_the_splits_examples(syn, max_his):
+  got = splits.leave_one_out(syn, max_his=max_his or 100)
+  for name in ("valid", "test"):
+    for u, seq in enumerate(syn.sequences):
+      history, target = splits.history_and_target(seq, name, max_his)
+      assert target == got[name].target[u]
+      assert history.tolist() == got[name].history[u].tolist()
+      seen = splits.seen_before_target(seq, name)
+      assert seen.tolist() == seq[:len(seq) - splits.held_out_count(name)].tolist()
+      assert seen[-(max_his or 100):].tolist() == history.tolist()
+  # Training targets are exactly the items of `train_items` after the first.
+  train = {(int(u), int(t)) for u, t in zip(got["train"].user, got["train"].target)}
+  assert train == {(u, int(t)) for u, s in enumerate(syn.sequences) for t in splits.train_items(s)[1:]}
+
+
+def test_held_out_split_of_sequences_equals_leave_one_out(syn):
+  got = splits.leave_one_out(syn, max_his=5)
+  for name in ("valid", "test"):
+    held = splits.held_out_split(list(syn.sequences), name, max_his=5)
+    assert as_tuples(held) == as_tuples(got[name])
+
+
+def test_held_out_rule_rejects_unknown_splits_and_short_sequences():
+  with pytest.raises(ValueError, match="'validation'"):
+    splits.held_out_count("validation")
+  with pytest.raises(ValueError, match="sequence 1 has 2 items: a valid example needs more than 2"):
+    splits.held_out_split([np.array([0, 1, 2]), np.array([3, 4])], "valid")
+  assert splits.held_out_split([np.array([0, 1, 2]), np.array([3, 4])], "test").target.tolist() == [2, 4]

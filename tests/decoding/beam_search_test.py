@@ -164,15 +164,6 @@ def test_sharded_batch_equals_unsharded(toy, catalogue):
   np.testing.assert_allclose(np.asarray(out[1]), np.asarray(ref[1]), rtol=1e-6)
 
 
-def test_cache_index_and_scalars_are_not_beam_expanded():
-  cache = {"a": {"k": jnp.ones((2, 3)), "cache_index": jnp.array(5)},
-           "cached_bias": jnp.ones((1, 4))}
-  out = bs.cache_map(lambda x: bs.add_beam_dim(x, 4), cache)
-  assert out["a"]["k"].shape == (2, 4, 3)
-  assert out["a"]["cache_index"].shape == ()
-  assert out["cached_bias"].shape == (1, 4)
-
-
 def test_bad_length_normalization_fails_loudly(toy):
   model = toy(seed=0, vocab=4)
   with pytest.raises(ValueError):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from llmrec_jax.decoding import beam_search as bs
+from llmrec_jax.decoding import beams
 from llmrec_jax.decoding import diverse
 from llmrec_jax.decoding import trie as trie_lib
 
@@ -133,7 +133,7 @@ def test_matches_hf_group_beam_search_semantics(toy, helpers, case):
     rng = np.random.default_rng(3)
     items = helpers["random_catalogue"](rng, 25, vocab=vocab, max_len=4)
     trie = trie_lib.ItemTrie.from_sequences(items, vocab_size=vocab)
-    kw["constraint"] = bs.TrieConstraint(trie.arrays)
+    kw["constraint"] = beams.TrieConstraint(trie.arrays)
     prefixes = {}
     for s in items:
       for d in range(len(s)):

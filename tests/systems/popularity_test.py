@@ -1,10 +1,9 @@
-"""Popularity baseline and the shared full-ranking evaluation, against brute force."""
+"""Popularity baseline against brute force (counts, full-ranking metrics with and without seen items)."""
 import collections
 
 import numpy as np
 import pytest
 
-from llmrec_jax.evaluation import scores as evaluation
 from llmrec_jax.systems import popularity
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import leave_one_out
@@ -46,25 +45,3 @@ def test_popularity_metrics_equal_brute_force_ranking(exclude_seen):
     for k in (5, 10):
       assert got[split][f"hit@{k}"] == pytest.approx(np.mean(ranks < k))
       assert got[split][f"ndcg@{k}"] == pytest.approx(np.mean(np.where(ranks < k, 1 / np.log2(ranks + 2), 0)))
-
-
-def test_rank_split_covers_every_item_and_pads_last_chunk():
-  num_items = 11
-  target = np.arange(num_items).repeat(2)  # every item, including the first and the last, is a target
-  calls = []
-
-  def score_fn(tokens_BxT):
-    calls.append(tokens_BxT.shape)
-    return np.eye(num_items, dtype=np.float32)[tokens_BxT[:, 0]]  # the input token is the top item
-
-  ranks = evaluation.rank_split(score_fn, target[:, None].astype(np.int32), target, num_items, batch_size=5)
-  np.testing.assert_array_equal(ranks, np.zeros_like(target))
-  assert set(calls) == {(5, 1)}  # the 22 rows came in fixed-size chunks
-
-
-def test_split_tokens_are_left_padded_item_tokens():
-  data = _data(seed=2)
-  split = leave_one_out(data, max_his=4)["test"]
-  tok = evaluation.split_tokens(split, 6)
-  for row, hist in zip(tok, split.history):
-    np.testing.assert_array_equal(row, np.concatenate([np.zeros(6 - hist.size, np.int32), hist + 1]))

@@ -161,7 +161,9 @@ def _batcher(ctx: Context, *, for_id_phase: bool = False) -> prompt_batches.Prom
       num_history=ctx.schedule.max_his // 2 if for_id_phase else ctx.schedule.max_his,
       text_len=L["text_len"], id_len=L["id_len"], input_len=L["input_len"], target_len=L["target_len"],
       free_running_steps=ctx.id_options.free_running_steps if free_running else None,
-      grow_lengths=ctx.assigner is not None)  # generated IDs: the generator decides their length
+      # IDs may outgrow id_len / target_len: generated ones (the escalation lengthens IDs that
+      # collide) and title IDs (up to 29 T5 tokens on Beauty); both lengths then grow (logged).
+      grow_lengths=True)
 
 
 def _build(batcher, ctx, rows, *, id_batch: bool):

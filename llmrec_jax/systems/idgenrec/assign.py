@@ -12,18 +12,20 @@ diverse beam search (`uniqueness.py`), then (with `--user_out`) every user gets 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import pathlib
 import shutil
-import sys
 import time
 from typing import Optional, Sequence
 
 import numpy as np
 
+from absl import app
+from absl import flags
+
+from llmrec_jax import cli_flags
 from llmrec_jax.data import id_tables, item_text, sources
 from llmrec_jax.data.records import RecData
 from llmrec_jax.indexing import keywords, text_tokens, uniqueness, user_ids
@@ -31,7 +33,7 @@ from llmrec_jax.systems.idgenrec.generator import GeneratorOptions, T5IdGenerato
 
 log = logging.getLogger(__name__)
 
-T5_SPM = (pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "vocab" / "t5_spiece.model").resolve()
+T5_SPM = (pathlib.Path(__file__).resolve().parents[3] / ".." / "shared" / "vocab" / "t5_spiece.model").resolve()
 T5_VOCAB_SIZE = 32128  # T5's embedding rows: 32,000 pieces + 100 extra ids, padded to a multiple of 128
 SPM_IN_CHECKPOINT = "spiece.model"  # the generator's vocab, saved beside its weights
 
@@ -140,55 +142,98 @@ def bootstrap_defaults():
   return bootstrap.BootstrapConfig()
 
 
-def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m llmrec_jax.systems.idgenrec.assign", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--data_dir", required=True, help="P5-layout dataset folder")
-  p.add_argument("--out", required=True, help="item ID table to write (IdTable format)")
-  p.add_argument("--user_out", help="user ID table to write")
-  p.add_argument("--generator_checkpoint", help="HF folder or Orbax dir; skips bootstrapping")
-  p.add_argument("--bootstrap_from", help="HF folder or Orbax dir to continue bootstrap training from")
-  p.add_argument("--generator_size", default="t5_tiny", help="model size (bootstrap / Orbax restore)")
-  p.add_argument("--bootstrap", choices=("tfidf", "reference", "none"), default="tfidf",
-                 help="bootstrap targets; 'none' = random-init generator (tests only)")
+def define_flags(fv: flags.FlagValues) -> list[flags.FlagHolder]:
+  """The CLI's flags on `fv` (see the module doc)."""
   boot = bootstrap_defaults()
-  p.add_argument("--bootstrap_steps", type=int, default=boot.steps)
-  p.add_argument("--bootstrap_batch", type=int, default=boot.batch_size)
-  p.add_argument("--bootstrap_lr", type=float, default=boot.learning_rate, help="peak AdamW learning rate")
-  p.add_argument("--bootstrap_word_dropout", type=float, default=boot.word_dropout,
-                 help="per-chunk drop probability of the training views (augment.py)")
-  p.add_argument("--bootstrap_copy_rate", type=float, default=boot.copy_rate,
-                 help="share of training targets that are contiguous title-word runs")
-  p.add_argument("--bootstrap_splice_rate", type=float, default=boot.splice_rate,
-                 help="share of training items spliced with another title (tfidf targets only)")
-  p.add_argument("--bootstrap_holdout", type=float, default=boot.holdout_fraction,
-                 help="fraction of items left out of bootstrap training to measure copying")
-  p.add_argument("--vocab", help="generator SentencePiece: PATH, 't5' (default) or dataset:N")
-  p.add_argument("--id_vocab", default=str(T5_SPM), help="recommender vocab for token-level uniqueness")
-  p.add_argument("--max_items", type=int,
-                 help="IDs for the first N items only (quick runs; bootstrap trains on all; no user IDs)")
-  p.add_argument("--batch_size", type=int, default=256, help="texts per compiled search call")
-  p.add_argument("--max_input_tokens", type=int, default=boot.max_input_tokens,
-                 help="generator input truncation (official 256); also used for bootstrap training")
-  p.add_argument("--max_levels", type=int, default=18, help="escalation levels before the fallback")
-  p.add_argument("--extractive", action="store_true",
-                 help="generate only tokens of the item's own input text (not official; see GeneratorOptions)")
-  p.add_argument("--leaky_user_ids", action="store_true", help="official leaky user IDs (comparison only)")
-  p.add_argument("--save_generator", help="write the generator as an HF folder (+ spiece.model)")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--no_progress", action="store_true")
-  args = p.parse_args(argv)
-  if args.max_items is not None and args.user_out:
-    p.error("--user_out needs IDs for every item: drop --max_items")
-  if args.max_items is not None and args.max_items < 1:
-    p.error("--max_items must be >= 1")
-  return args
+  return [
+      flags.DEFINE_string("data_dir", None, "P5-layout dataset folder.", required=True, flag_values=fv),
+      flags.DEFINE_string("out", None, "Item ID table to write (IdTable format).", required=True, flag_values=fv),
+      flags.DEFINE_string("user_out", None, "User ID table to write.", flag_values=fv),
+      flags.DEFINE_string("generator_checkpoint", None, "HF folder or Orbax dir; skips bootstrapping.",
+                          flag_values=fv),
+      flags.DEFINE_string("bootstrap_from", None, "HF folder or Orbax dir to continue bootstrap training from.",
+                          flag_values=fv),
+      flags.DEFINE_string("generator_size", "t5_tiny", "Model size (bootstrap; Orbax restore of a checkpoint "
+                          "saved without its config).", flag_values=fv),
+      flags.DEFINE_enum("bootstrap", "tfidf", ("tfidf", "reference", "none"),
+                        "Bootstrap targets; 'none' = random-init generator (tests only).", flag_values=fv),
+      flags.DEFINE_integer("bootstrap_steps", boot.steps, "Bootstrap optimizer steps.", flag_values=fv),
+      flags.DEFINE_integer("bootstrap_batch", boot.batch_size, "Bootstrap batch size.", flag_values=fv),
+      flags.DEFINE_float("bootstrap_lr", boot.learning_rate, "Peak AdamW learning rate.", flag_values=fv),
+      flags.DEFINE_float("bootstrap_word_dropout", boot.word_dropout,
+                         "Per-chunk drop probability of the training views (augment.py).", flag_values=fv),
+      flags.DEFINE_float("bootstrap_copy_rate", boot.copy_rate,
+                         "Share of training targets that are contiguous title-word runs.", flag_values=fv),
+      flags.DEFINE_float("bootstrap_splice_rate", boot.splice_rate,
+                         "Share of training items spliced with another title (tfidf targets only).",
+                         flag_values=fv),
+      flags.DEFINE_float("bootstrap_holdout", boot.holdout_fraction,
+                         "Fraction of items left out of bootstrap training to measure copying.", flag_values=fv),
+      flags.DEFINE_string("vocab", None, "Generator SentencePiece: PATH, 't5' (default) or dataset:N.",
+                          flag_values=fv),
+      flags.DEFINE_string("id_vocab", str(T5_SPM), "Recommender vocab for token-level uniqueness.",
+                          flag_values=fv),
+      flags.DEFINE_integer("max_items", None, "IDs for the first N items only (quick runs; bootstrap trains "
+                           "on all; no user IDs).", lower_bound=1, flag_values=fv),
+      flags.DEFINE_integer("batch_size", 256, "Texts per compiled search call.", flag_values=fv),
+      flags.DEFINE_integer("max_input_tokens", boot.max_input_tokens,
+                           "Generator input truncation (official 256); also used for bootstrap training.",
+                           flag_values=fv),
+      flags.DEFINE_integer("max_levels", 18, "Escalation levels before the fallback.", flag_values=fv),
+      flags.DEFINE_bool("extractive", False, "Generate only tokens of the item's own input text (not "
+                        "official; see GeneratorOptions).", flag_values=fv),
+      flags.DEFINE_bool("leaky_user_ids", False, "Official leaky user IDs (comparison only).", flag_values=fv),
+      flags.DEFINE_string("save_generator", None, "Write the generator as an HF folder (+ spiece.model).",
+                          flag_values=fv),
+      flags.DEFINE_integer("seed", 0, "Bootstrap seed.", flag_values=fv),
+      flags.DEFINE_bool("no_progress", False, "No progress bars.", flag_values=fv),
+  ]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def _generator(args, data, all_texts, all_titles, tokenizer, spm_path, stats: dict):
+  """(network config, params) of the generator: a checkpoint, or bootstrapped here per the flags."""
   from llmrec_jax.systems.idgenrec import bootstrap  # pylint: disable=g-import-not-at-top
+  if args.generator_checkpoint:
+    stats["bootstrap"] = {"checkpoint": args.generator_checkpoint}
+    return load_generator(args.generator_checkpoint, args.generator_size)
+  cfg = bootstrap.BootstrapConfig(model_size=args.generator_size, steps=args.bootstrap_steps,
+                                  batch_size=args.bootstrap_batch, learning_rate=args.bootstrap_lr,
+                                  seed=args.seed, max_input_tokens=args.max_input_tokens,
+                                  word_dropout=args.bootstrap_word_dropout, copy_rate=args.bootstrap_copy_rate,
+                                  holdout_fraction=args.bootstrap_holdout,
+                                  # a spliced title's target is its TF-IDF keyword ID: tfidf only
+                                  splice_rate=args.bootstrap_splice_rate if args.bootstrap == "tfidf" else 0.0)
+  vocab_size = model_vocab_size(tokenizer, spm_path)
+  if args.bootstrap == "none":
+    log.warning("--bootstrap none: the generator is random-init (its IDs are noise)")
+    stats["bootstrap"] = {"kind": "none"}
+    return bootstrap.init_generator(vocab_size, cfg)
+  targets = bootstrap_targets(args.bootstrap, data, args.data_dir, all_titles)
+  init = load_generator(args.bootstrap_from, args.generator_size)[1] if args.bootstrap_from else None
+  config, params, boot = bootstrap.train_generator(all_texts, targets, tokenizer, vocab_size, cfg,
+                                                   progress=not args.no_progress, init_params=init,
+                                                   titles=all_titles)
+  stats["bootstrap"] = {"kind": args.bootstrap, **boot}
+  return config, params
+
+
+def _assign_users(args, data, generator, item_ids, schedule, token_key, stats: dict) -> None:
+  """Writes `--user_out`: a unique ID per user from the IDs of its (training) items."""
+  t2 = time.time()
+  user_texts = user_ids.user_history_texts(data, item_ids, leaky=args.leaky_user_ids)
+  user_result = assign_ids(generator, user_texts, schedule, uniqueness.IdNamespace(token_key))
+  users = id_tables.IdTable(kind="user", phase=0, ids=dict(zip(data.user_ids, user_result.ids)))
+  users.validate_unique()
+  users.save(args.user_out)
+  stats["seconds_assign_users"] = time.time() - t2
+  stats["user_ids"] = {**id_stats(user_result.ids, user_result, None, token_key), "leaky": args.leaky_user_ids}
+
+
+def run(args, positional: Sequence[str] = ()) -> int:
+  """The CLI's program on parsed flag values; prints the stats JSON."""
+  del positional
+  if args.max_items is not None and args.user_out:
+    raise app.UsageError("--user_out needs IDs for every item: drop --max_items")
   data = sources.load_p5(args.data_dir)
   all_texts, all_titles = item_texts_and_titles(data)
   n = len(all_texts) if args.max_items is None else args.max_items
@@ -197,29 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   token_key = token_key_fn(text_tokens.load_sentencepiece(args.id_vocab))
   stats: dict = {"dataset": data.name, "items": len(item_keys), "generator_vocab": str(spm_path)}
   t0 = time.time()
-  if args.generator_checkpoint:
-    config, params = load_generator(args.generator_checkpoint, args.generator_size)
-    stats["bootstrap"] = {"checkpoint": args.generator_checkpoint}
-  else:
-    cfg = bootstrap.BootstrapConfig(model_size=args.generator_size, steps=args.bootstrap_steps,
-                                    batch_size=args.bootstrap_batch, learning_rate=args.bootstrap_lr,
-                                    seed=args.seed, max_input_tokens=args.max_input_tokens,
-                                    word_dropout=args.bootstrap_word_dropout, copy_rate=args.bootstrap_copy_rate,
-                                    holdout_fraction=args.bootstrap_holdout,
-                                    # a spliced title's target is its TF-IDF keyword ID: tfidf only
-                                    splice_rate=args.bootstrap_splice_rate if args.bootstrap == "tfidf" else 0.0)
-    vocab_size = model_vocab_size(tokenizer, spm_path)
-    if args.bootstrap == "none":
-      log.warning("--bootstrap none: the generator is random-init (its IDs are noise)")
-      config, params = bootstrap.init_generator(vocab_size, cfg)
-      stats["bootstrap"] = {"kind": "none"}
-    else:
-      targets = bootstrap_targets(args.bootstrap, data, args.data_dir, all_titles)
-      init = load_generator(args.bootstrap_from, args.generator_size)[1] if args.bootstrap_from else None
-      config, params, boot = bootstrap.train_generator(all_texts, targets, tokenizer, vocab_size, cfg,
-                                                       progress=not args.no_progress, init_params=init,
-                                                       titles=all_titles)
-      stats["bootstrap"] = {"kind": args.bootstrap, **boot}
+  config, params = _generator(args, data, all_texts, all_titles, tokenizer, spm_path, stats)
   stats["seconds_bootstrap"] = time.time() - t0
   if args.save_generator:
     from llmrec_jax.checkpoints import save_hf_t5  # pylint: disable=g-import-not-at-top
@@ -239,18 +262,15 @@ def main(argv: Optional[list[str]] = None) -> int:
   stats["item_ids"] = id_stats(result.ids, result, titles, token_key)
   log.info("item IDs: %s", json.dumps(stats["item_ids"]))
   if args.user_out:
-    t2 = time.time()
-    user_texts = user_ids.user_history_texts(data, result.ids, leaky=args.leaky_user_ids)
-    user_result = assign_ids(generator, user_texts, schedule, uniqueness.IdNamespace(token_key))
-    users = id_tables.IdTable(kind="user", phase=0, ids=dict(zip(data.user_ids, user_result.ids)))
-    users.validate_unique()
-    users.save(args.user_out)
-    stats["seconds_assign_users"] = time.time() - t2
-    stats["user_ids"] = {**id_stats(user_result.ids, user_result, None, token_key),
-                         "leaky": args.leaky_user_ids}
+    _assign_users(args, data, generator, result.ids, schedule, token_key, stats)
   print(json.dumps(stats, indent=1, sort_keys=True))
   return 0
 
 
+def main(argv: Sequence[str]) -> int:
+  """From Python: `argv` without the program name (flags parsed into a fresh set)."""
+  return run(*cli_flags.parse(define_flags, argv))
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run_main(define_flags, run)

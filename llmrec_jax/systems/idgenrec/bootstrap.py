@@ -228,29 +228,13 @@ def train_generator(texts: Sequence[str], targets: Sequence[str], tokenizer: tex
     raise ValueError("train_generator: every target is empty")
   train_rel, held_rel = split_holdout(usable.size, cfg.holdout_fraction, cfg.seed)
   train_idx, held_idx = usable[train_rel], usable[held_rel]
-  title_chunks = [augment.title_chunk_count(t, titles[i] if titles is not None else "")
-                  for i, t in enumerate(texts)]
   rng = np.random.default_rng(cfg.seed)
-  if cfg.augmented:
-    def next_batch(idx):
-      return view_examples(train_idx[idx], texts, targets, title_chunks, tokenizer, cfg, rng, titles, train_idx)
-  else:
-    fixed = make_examples([texts[i] for i in train_idx], [targets[i] for i in train_idx], tokenizer,
-                          cfg.max_input_tokens, cfg.max_target_tokens)
-    def next_batch(idx):
-      return {k: v[idx] for k, v in fixed.items()}
+  next_batch = _example_source(train_idx, texts, targets, titles, tokenizer, cfg, rng)
   net_cfg = model_sizes.t5_config(cfg.model_size, vocab_size=vocab_size, dropout_rate=cfg.dropout_rate)
   model = models.EncoderDecoderModel(network.Transformer(net_cfg))
   rows = _batches(train_idx.size, cfg.batch_size, rng)
   first = next_batch(next(rows))
-  shapes = {k: v.shape for k, v in first.items()}
-  params = model.get_initial_variables(jax.random.PRNGKey(cfg.seed), shapes)["params"]
-  if init_params is not None:
-    if jax.tree_util.tree_structure(init_params) != jax.tree_util.tree_structure(params) or any(
-        np.shape(a) != np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(init_params),
-                                                    jax.tree_util.tree_leaves(params))):
-      raise ValueError(f"init_params do not match a {cfg.model_size} generator with vocab_size {vocab_size}")
-    params = jax.tree_util.tree_map(jnp.asarray, init_params)
+  params = _initial_params(model, {k: v.shape for k, v in first.items()}, cfg, init_params, vocab_size)
   schedule = optimizers.linear_warmup_decay(cfg.learning_rate, min(cfg.warmup_steps, cfg.steps), cfg.steps)
   tx = optimizers.adamw(schedule)
   train = trainer_lib.Trainer(model.loss_fn, tx, dropout_seed=cfg.seed)
@@ -280,6 +264,34 @@ def train_generator(texts: Sequence[str], targets: Sequence[str], tokenizer: tex
     stats["heldout"] = heldout
   log.info("bootstrap: %s", stats)
   return dataclasses.replace(net_cfg, dropout_rate=0.0), jax.device_get(state.params), stats
+
+
+def _example_source(train_idx: np.ndarray, texts, targets, titles, tokenizer, cfg: BootstrapConfig,
+                    rng: np.random.Generator):
+  """rows -> a batch of examples of the training items `train_idx[rows]`: fresh augmented views
+  (drawn from `rng`) when `cfg.augmented`, else the same fixed pairs every epoch."""
+  if cfg.augmented:
+    title_chunks = [augment.title_chunk_count(t, titles[i] if titles is not None else "")
+                    for i, t in enumerate(texts)]
+    return lambda idx: view_examples(train_idx[idx], texts, targets, title_chunks, tokenizer, cfg, rng, titles,
+                                     train_idx)
+  fixed = make_examples([texts[i] for i in train_idx], [targets[i] for i in train_idx], tokenizer,
+                        cfg.max_input_tokens, cfg.max_target_tokens)
+  return lambda idx: {k: v[idx] for k, v in fixed.items()}
+
+
+def _initial_params(model: models.EncoderDecoderModel, shapes: dict[str, tuple[int, ...]], cfg: BootstrapConfig,
+                    init_params: Any, vocab_size: int) -> Any:
+  """Random-init parameters for batches of `shapes`, or `init_params` when given (checked to be
+  of the same structure and shapes)."""
+  params = model.get_initial_variables(jax.random.PRNGKey(cfg.seed), shapes)["params"]
+  if init_params is None:
+    return params
+  if jax.tree_util.tree_structure(init_params) != jax.tree_util.tree_structure(params) or any(
+      np.shape(a) != np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(init_params),
+                                                  jax.tree_util.tree_leaves(params))):
+    raise ValueError(f"init_params do not match a {cfg.model_size} generator with vocab_size {vocab_size}")
+  return jax.tree_util.tree_map(jnp.asarray, init_params)
 
 
 def _heldout_sets(held_idx: np.ndarray, train_idx: np.ndarray, texts, targets, tokenizer,

@@ -90,12 +90,8 @@ _FIELDS = {f.name: _TYPES[f.type] for f in dataclasses.fields(RunRecord)}
 
 def _check_fields(fields: dict[str, Any], where: str) -> None:
   """RunRecordError naming `where` and the first field that is missing, unknown or mistyped."""
-  version = fields.get("schema_version")
-  if "schema_version" not in fields:
-    raise RunRecordError(
-        f"{where}: field 'schema_version' is missing (a record written before versions: when its "
-        f"other fields are {sorted(set(_FIELDS) - {'schema_version'})}, add "
-        f"\"schema_version\": {SCHEMA_VERSION})")
+  # Records written before versions existed hold exactly version 1's other fields.
+  version = fields.setdefault("schema_version", 1)
   if version != SCHEMA_VERSION:
     raise RunRecordError(f"{where}: field 'schema_version' is {version!r}; this code reads "
                          f"version {SCHEMA_VERSION}")

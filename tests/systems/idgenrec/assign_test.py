@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from absl import app
+from absl import flags
 
 from llmrec_jax.data import id_tables, synthetic, vocab
 from llmrec_jax.data.sources import load_p5
@@ -92,10 +94,12 @@ def test_max_items_limits_assignment_not_bootstrap(run, capsys):
 
 def test_bad_flags_fail_loudly(run):
   root, argv = run
-  with pytest.raises(SystemExit):
-    assign.main(argv + ["--max_items", "3"])   # --user_out needs every item
-  with pytest.raises(SystemExit):
+  with pytest.raises(app.UsageError, match="--user_out needs IDs for every item"):
+    assign.main(argv + ["--max_items", "3"])
+  with pytest.raises(flags.IllegalFlagValueError, match="bootstrap"):
     assign.main(argv + ["--bootstrap", "titles"])
+  with pytest.raises(flags.Error, match="max_items"):
+    assign.main(argv + ["--max_items", "0"])
 
 
 def test_id_stats_counts_token_collisions():

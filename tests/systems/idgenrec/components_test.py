@@ -11,6 +11,7 @@ from llmrec_jax import model_sizes
 from llmrec_jax import train as train_lib
 from llmrec_jax.data import id_tables, records, synthetic
 from llmrec_jax.data.errors import DataError
+from llmrec_jax.indexing import id_schemes
 from llmrec_jax.systems.idgenrec import bootstrap
 
 
@@ -43,7 +44,7 @@ def test_sequential_numbers_items_by_first_training_appearance():
                          sequences=(_seq(0, 1, 3, 2), _seq(2, 0, 1, 3)))
   # Training parts: a -> [0, 1], b -> [2, 0]; held out: [3, 2], [1, 3].
   assert idgenrec.fixed_item_ids("sequential", tiny, "") == ["1", "2", "3", "4"]
-  assert idgenrec.first_appearance_rank(tiny).tolist() == [0, 1, 2, 3]
+  assert id_schemes.first_appearance_rank(tiny).tolist() == [0, 1, 2, 3]
 
 
 def test_random_is_a_seeded_permutation_of_the_sequential_numbers():

@@ -36,7 +36,6 @@ def _write(tmp_path, content):
     (lambda d: d.update(vocab_size="2048"), "field 'vocab_size' is '2048', expected type int"),
     (lambda d: d.update(seed=True), "field 'seed' is True, expected type int"),
     (lambda d: d.update(schema_version=SCHEMA_VERSION + 1), "field 'schema_version' is 2"),
-    (lambda d: d.pop("schema_version"), "field 'schema_version' is missing"),
 ])
 def test_bad_fields_fail_naming_file_and_field(tmp_path, change, pattern):
   fields = dataclasses.asdict(_record())
@@ -63,3 +62,11 @@ def test_bad_json_and_missing_file_name_the_file(tmp_path):
 def test_construction_checks_types_too():
   with pytest.raises(RunRecordError, match="RunRecord: field 'input_len' is 9.5, expected type int"):
     _record(input_len=9.5)
+
+
+def test_a_record_written_before_versions_loads_as_version_1(tmp_path):
+  """run_config.json files of earlier runs hold the same fields without `schema_version`."""
+  fields = dataclasses.asdict(_record())
+  del fields["schema_version"]
+  _write(tmp_path, fields)
+  assert RunRecord.load(str(tmp_path)) == _record()
