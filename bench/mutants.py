@@ -40,50 +40,73 @@ class Mutant:
 
 _NUDGE = "jax.tree_util.tree_map(lambda p: p * 1.001, {}.params)"
 
+_IDGENREC = "llmrec_jax/systems/idgenrec/"
+_IDGENREC_TESTS = "tests/systems/idgenrec/"
+
 MUTANTS = (
-    Mutant("id_phase_updates_the_recommender", "frozen models per phase", "llmrec_jax/alternating.py",
-           "      self.gen_state, m = self.id_trainer.train(self.gen_state, batch, self.rec_state.params)\n",
-           "      self.gen_state, m = self.id_trainer.train(self.gen_state, batch, self.rec_state.params)\n"
-           "      self.rec_state = self.rec_state.replace(params=" + _NUDGE.format("self.rec_state") + ")\n",
-           ("tests/alternating_test.py",)),
-    Mutant("rec_phase_updates_the_generator", "frozen models per phase", "llmrec_jax/alternating.py",
-           "      self.rec_state, m = self.rec_trainer.train(self.rec_state, batch)\n",
-           "      self.rec_state, m = self.rec_trainer.train(self.rec_state, batch)\n"
-           "      self.gen_state = self.gen_state.replace(params=" + _NUDGE.format("self.gen_state") + ")\n",
-           ("tests/alternating_test.py",)),
-    Mutant("stream_id_phase_updates_the_recommender", "frozen models per phase", "llmrec_jax/stream_id_phase.py",
-           "      losses.append(m[\"loss\"])\n",
-           "      losses.append(m[\"loss\"])\n"
-           "      rec.state = rec.state.replace(params=" + _NUDGE.format("rec.state") + ")\n",
-           ("tests/stream_id_phase_test.py",)),
-    Mutant("generator_assigner_leaky_by_default", "leak-free user IDs", "llmrec_jax/idgenrec.py",
-           "               leaky_user_ids: bool = False, progress: bool = True):",
-           "               leaky_user_ids: bool = True, progress: bool = True):",
-           ("tests/idgenrec_test.py",)),
+    Mutant("id_phase_updates_the_recommender", "frozen models per phase", _IDGENREC + "alternating.py",
+           "      return self.id_trainer.train(state, batch, self.rec_state.params)\n",
+           "      out = self.id_trainer.train(state, batch, self.rec_state.params)\n"
+           "      self.rec_state = self.rec_state.replace(params=" + _NUDGE.format("self.rec_state") + ")\n"
+           "      return out\n",
+           (_IDGENREC_TESTS + "alternating_test.py",)),
+    Mutant("rec_phase_updates_the_generator", "frozen models per phase", _IDGENREC + "alternating.py",
+           "    return self._run_phase(rnd, \"rec\", self.rec_steps, self.rec_trainer.train,\n",
+           "    def step(state, batch):\n"
+           "      self.gen_state = self.gen_state.replace(params=" + _NUDGE.format("self.gen_state") + ")\n"
+           "      return self.rec_trainer.train(state, batch)\n"
+           "    return self._run_phase(rnd, \"rec\", self.rec_steps, step,\n",
+           (_IDGENREC_TESTS + "alternating_test.py",)),
+    Mutant("stream_id_phase_updates_the_recommender", "frozen models per phase", _IDGENREC + "stream_id_phase.py",
+           "      return self.id_trainer.train(state, batch, rec.state.params, rec.trie.arrays)\n",
+           "      out = self.id_trainer.train(state, batch, rec.state.params, rec.trie.arrays)\n"
+           "      rec.state = rec.state.replace(params=" + _NUDGE.format("rec.state") + ")\n"
+           "      return out\n",
+           (_IDGENREC_TESTS + "stream_id_phase_test.py",)),
+    Mutant("generator_assigner_leaky_by_default", "leak-free user IDs", _IDGENREC + "components.py",
+           "leaky_user_ids: bool = False, progress: bool = True,",
+           "leaky_user_ids: bool = True, progress: bool = True,",
+           (_IDGENREC_TESTS + "components_test.py",)),
     Mutant("user_history_texts_leaky_by_default", "leak-free user IDs", "llmrec_jax/indexing/user_ids.py",
            "def user_history_texts(data: RecData, item_ids: Sequence[str], *, leaky: bool = False)",
            "def user_history_texts(data: RecData, item_ids: Sequence[str], *, leaky: bool = True)",
-           ("tests/indexing/user_ids_test.py", "tests/idgenrec_test.py")),
+           ("tests/indexing/user_ids_test.py", _IDGENREC_TESTS + "components_test.py")),
     Mutant("train_leaky_by_default", "leak-free user IDs", "llmrec_jax/train.py",
            "bootstrap_steps: int = 300, leaky_user_ids: bool = False,",
            "bootstrap_steps: int = 300, leaky_user_ids: bool = True,",
-           ("tests/idgenrec_test.py",)),
+           (_IDGENREC_TESTS + "components_test.py",)),
     Mutant("trie_admits_a_token_outside_the_item_prefixes", "valid items only", "llmrec_jax/decoding/trie_walk.py",
            "  valid_XxF = (j_F[None, :] < n_X[:, None]) & (node_X[:, None] > ROOT)",
            "  valid_XxF = (j_F[None, :] < n_X[:, None] + 1) & (node_X[:, None] > ROOT)",
            ("tests/decoding/trie_test.py",)),
     Mutant("validation_target_from_the_test_position", "leave-one-out split", "llmrec_jax/data/splits.py",
-           '  return {"train": train, "valid": held_out(2), "test": held_out(1)}',
-           '  return {"train": train, "valid": held_out(1), "test": held_out(1)}',
+           'HELD_OUT = {"valid": 2, "test": 1}',
+           'HELD_OUT = {"valid": 1, "test": 1}',
            ("tests/data/splits_test.py",)),
-    Mutant("resume_restores_the_wrong_data_position", "resume == uninterrupted", "llmrec_jax/alternating.py",
+    Mutant("sasrec_trains_on_the_validation_target", "leave-one-out split", "llmrec_jax/systems/sasrec/train.py",
+           "    row = np.asarray(train_items(seq)[-(max_len + 1):], np.int32) + 1",
+           "    row = np.asarray(seq[:-1][-(max_len + 1):], np.int32) + 1",
+           ("tests/systems/sasrec/sasrec_train_test.py",)),
+    Mutant("streams_train_on_the_validation_target", "leave-one-out split", "llmrec_jax/data/item_streams.py",
+           "  return [user_stream(splits.train_items(seq)[-max_items:], item_tokens, eos_id) for seq in sequences]",
+           "  return [user_stream(seq[:-1][-max_items:], item_tokens, eos_id) for seq in sequences]",
+           ("tests/data/item_streams_test.py",)),
+    Mutant("resume_restores_the_wrong_data_position", "resume == uninterrupted", _IDGENREC + "alternating.py",
            '    self.position, self.step_in_phase = meta["position"], meta["step_in_phase"]',
            '    self.position, self.step_in_phase = meta["position"], meta["step_in_phase"] + 1',
-           ("tests/alternating_test.py",)),
-    Mutant("stream_resume_restores_the_wrong_epoch", "resume == uninterrupted", "llmrec_jax/stream_training.py",
+           (_IDGENREC_TESTS + "alternating_test.py",)),
+    Mutant("stream_resume_restores_the_wrong_epoch", "resume == uninterrupted", _IDGENREC + "stream_training.py",
            '    self.epoch, self.best, self.curve = meta["epoch"], meta["best"], list(meta["curve"])',
            '    self.epoch, self.best, self.curve = meta["epoch"] + 1, meta["best"], list(meta["curve"])',
-           ("tests/stream_training_test.py",)),
+           (_IDGENREC_TESTS + "stream_training_test.py",)),
+    Mutant("step_loop_resumes_one_step_late", "resume == uninterrupted", "llmrec_jax/training/loop.py",
+           "    step = start\n",
+           "    step = start + 1 if start else start\n",
+           ("tests/training/loop_test.py",)),
+    Mutant("step_loop_saves_after_the_last_step", "resume == uninterrupted", "llmrec_jax/training/loop.py",
+           "        if step == total:\n          break\n",
+           "",
+           ("tests/training/loop_test.py",)),
 )
 
 

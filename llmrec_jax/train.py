@@ -9,6 +9,7 @@ events, id tables per phase and results.json (per phase + best on validation).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -73,13 +74,10 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
                             seed=schedule.seed)
   idgenrec.check_item_text(data, data_dir, initial_ids)
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
-  yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
-  texts = [item_text.render_item_text(m, fields=item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS)
-           for m in data.item_meta]
+  texts = _item_texts(data)
   tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
                                      initial_ids=initial_ids, item_texts=texts)
-  # What `eval` / `infer` rebuild the data, tokenizer and recommender from (DATA_DIR absolute).
-  run_record.RunRecord(
+  run_record.RunRecord(  # what `eval` / `infer` rebuild the run from (DATA_DIR absolute)
       data_dir=_absolute_data_dir(data_dir), rec_size=rec_size, vocab_size=vocab_size,
       template_set=template_set, input_len=input_len, id_len=id_len, max_his=schedule.max_his,
       synthetic_users=synthetic_users, synthetic_items=synthetic_items, seed=schedule.seed,
@@ -93,11 +91,11 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
     gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
                                                 seed=schedule.seed + 1, checkpoint=gen_checkpoint)
     gen_config, boot = gen_model.module.config, {}
-  else:
+  else:  # no pretrained tag generator here: bootstrap one (or reuse this run's from its cache)
     gen_model, gen_config, gen_params, boot = _bootstrapped_generator(
-        data, texts, tokenizer, vocab_size, gen_size=gen_size, steps=bootstrap_steps,
-        seed=schedule.seed, data_dir=data_dir, text_len=text_len, dropout_rate=dropout_rate,
-        model_dir=model_dir, cache_key=cache_key)
+        data, texts, tokenizer, vocab_size, gen_size=gen_size, steps=bootstrap_steps, seed=schedule.seed,
+        data_dir=data_dir, text_len=text_len, dropout_rate=dropout_rate, model_dir=model_dir,
+        cache_key=cache_key)
   assigner = idgenrec.GeneratorAssigner(
       gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
       options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len),
@@ -117,19 +115,18 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   rec_model, rec_params = idgenrec.init_model(rec_size, vocab_size, dropout_rate=dropout_rate,
                                               seed=schedule.seed, checkpoint=rec_checkpoint,
                                               loss_normalizing_factor=loss_normalizing_factor)
+  templates = idgenrec.load_templates(template_set)
+  lengths = dict(input_len=input_len, target_len=target_len, text_len=text_len, id_len=id_len)
   ctx = alternating.Context(
-      data=data, splits=split, item_texts=texts, encode=tokenizer.encode, templates=idgenrec.load_templates(template_set),
+      data=data, splits=split, item_texts=texts, encode=tokenizer.encode, templates=templates,
       rec_model=rec_model, gen_model=gen_model, rec_params=rec_params, gen_params=gen_params,
       item_ids=item_ids, user_ids=user_ids, assigner=assigner, schedule=schedule, id_options=id_options,
-      decode=decode, lengths=dict(input_len=input_len, target_len=target_len, text_len=text_len, id_len=id_len),
-      eval_batch_size=eval_batch_size, max_eval_examples=max_eval_examples,
+      decode=decode, lengths=lengths, eval_batch_size=eval_batch_size, max_eval_examples=max_eval_examples,
       valid_examples=valid_examples, test_examples=test_examples, exclude_seen=exclude_seen,
       model_dir=model_dir, keep_checkpoints=keep_checkpoints, log_fn=log_fn,
-      punct_token_ids=idgenrec.punctuation_token_ids(tokenizer), partitioner=partitioner)
-  loop = alternating.IdGenRecLoop(ctx)
-  loop.maybe_restore()
-  with stopping.stop_on_signals() as stop:
-    summary = loop.run(max_optimizer_steps=max_optimizer_steps, stop=stop)
+      punct_token_ids=idgenrec.punctuation_token_ids(tokenizer), partitioner=partitioner,
+      prompt_tasks=_prompt_tasks(model_dir, data, templates, schedule, id_options, lengths, item_ids, user_ids))
+  summary = _run_loop(ctx, max_optimizer_steps)
   summary["train_examples"] = split["train"].num_examples
   return _finish(model_dir, summary, writer, data.name, boot, assigner)
 
@@ -229,6 +226,41 @@ def _tokenizer(model_dir: str, data, data_dir: str, vocab_path: Optional[str],
       vocab_path, data, dataset_vocab_size=dataset_vocab_size, fixed_ids=fixed, extra_texts=lower)
   shutil.copyfile(spm_path, os.path.join(model_dir, RUN_VOCAB))
   return tokenizer, vocab_size
+
+
+def _item_texts(data) -> list[str]:
+  """The generator's input per item: Yelp's business fields, else the Amazon ones."""
+  yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
+  fields = item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS
+  return [item_text.render_item_text(m, fields=fields) for m in data.item_meta]
+
+
+def _run_loop(ctx: alternating.Context, max_optimizer_steps: Optional[int]) -> dict[str, Any]:
+  """Restores MODEL_DIR's newest good checkpoint, if any, and runs the rest of the schedule
+  (stopping after a checkpoint on SIGINT / SIGTERM)."""
+  loop = alternating.IdGenRecLoop(ctx)
+  loop.maybe_restore()
+  with stopping.stop_on_signals() as stop:
+    return loop.run(max_optimizer_steps=max_optimizer_steps, stop=stop)
+
+
+def _prompt_tasks(model_dir: str, data, templates, schedule: alternating.Schedule,
+                  id_options: id_phase.IdPhaseOptions, lengths: dict[str, int], item_ids, user_ids
+                  ) -> dict[str, str]:
+  """Registers this run's whole-prompt SeqIO tasks (rec and ID phase) over `data` with the run's
+  SentencePiece model; the loop points their ID tables at its current IDs each phase."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  from llmrec_jax.data import prompt_token_tasks, task_builders  # pylint: disable=g-import-not-at-top
+  from llmrec_jax.data.id_tables import IdTable  # pylint: disable=g-import-not-at-top
+  provider = task_builders.IdProvider(IdTable("item", 0, dict(zip(data.item_ids, item_ids))),
+                                      IdTable("user", 0, dict(zip(data.user_ids, user_ids))))
+  free_running = id_options.generator_mode is id_phase.GeneratorMode.FREE_RUNNING_GREEDY
+  name = "llmrec_run_" + hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12]
+  return prompt_token_tasks.register_prompt_token_tasks(
+      name, data, seqio.SentencePieceVocabulary(os.path.join(model_dir, RUN_VOCAB)), provider, templates,
+      overwrite=True, max_his=schedule.max_his, input_len=lengths["input_len"], id_len=lengths["id_len"],
+      target_len=lengths["target_len"], sample_num=schedule.sample_num, seed=schedule.seed,
+      free_running_steps=id_options.free_running_steps if free_running else None, grow_lengths=True)
 
 
 def _finish(model_dir: str, summary: dict[str, Any], writer, dataset: str, boot: dict,

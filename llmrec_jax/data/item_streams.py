@@ -50,7 +50,7 @@ class TrieChoices:
 
   def streams(self, sequences: Sequence[np.ndarray], max_items: int) -> list[np.ndarray]:
     """Per user, the nodes of its training stream (aligned with `train_streams`)."""
-    return [self.stream_nodes(seq[:-2][-max_items:]) for seq in sequences]
+    return [self.stream_nodes(splits.train_items(seq)[-max_items:]) for seq in sequences]
 
 
 def user_stream(items: Sequence[int], item_tokens: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
@@ -64,10 +64,10 @@ def user_stream(items: Sequence[int], item_tokens: Sequence[Sequence[int]], eos_
 
 def train_streams(sequences: Sequence[np.ndarray], item_tokens: Sequence[Sequence[int]], *,
                   max_items: int, eos_id: int) -> list[np.ndarray]:
-  """One stream per user over the last `max_items` of `seq[:-2]` (training items only)."""
+  """One stream per user over the last `max_items` of `splits.train_items(seq)` (`seq[:-2]`)."""
   if max_items < 1:
     raise ValueError(f"max_items must be >= 1, got {max_items}")
-  return [user_stream(seq[:-2][-max_items:], item_tokens, eos_id) for seq in sequences]
+  return [user_stream(splits.train_items(seq)[-max_items:], item_tokens, eos_id) for seq in sequences]
 
 
 def held_out_histories(sequences: Sequence[np.ndarray], split: str, max_items: int

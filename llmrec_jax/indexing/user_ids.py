@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+from llmrec_jax.data import splits
 from llmrec_jax.data.records import RecData
 
 log = logging.getLogger(__name__)
-
-HELD_OUT = 2  # leave-one-out: the last two items are the validation and test targets
 
 
 def user_history_texts(data: RecData, item_ids: Sequence[str], *, leaky: bool = False) -> list[str]:
@@ -36,7 +35,7 @@ def user_history_texts(data: RecData, item_ids: Sequence[str], *, leaky: bool = 
                 "validation and test targets (official IDGenRec behaviour, issue #1). Use for comparison only.")
   texts = []
   for user, seq in zip(data.user_ids, data.sequences):
-    items = seq.tolist() if leaky else seq[:-HELD_OUT].tolist()
+    items = seq.tolist() if leaky else splits.train_items(seq).tolist()
     if not leaky and not items:
       raise ValueError(f"{data.name}: user {user!r} has {seq.size} items; leak-free user IDs need >= 3")
     texts.append(" ".join(item_ids[i] for i in items))

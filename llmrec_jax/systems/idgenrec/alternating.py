@@ -21,16 +21,15 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 import jax
 import numpy as np
 
-from llmrec_jax.evaluation import evaluator, generative as evaluation
-from llmrec_jax.systems.idgenrec import id_phase, prompt_batches
 from llmrec_jax import models, partitioning
-from llmrec_jax.training import optimizers, trainer
 from llmrec_jax.checkpoints import fail_safe, layout, orbax_t5x
 from llmrec_jax.data import prompts
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import LooSplit
+from llmrec_jax.evaluation import evaluator, generative as evaluation
+from llmrec_jax.systems.idgenrec import id_phase, phase_batches, prompt_batches
+from llmrec_jax.training import loop as training_loop, optimizers, stopping, trainer
 from llmrec_jax.training.train_state import TrainState
-from llmrec_jax.training import loop as training_loop, stopping
 
 log = logging.getLogger(__name__)
 
@@ -120,67 +119,13 @@ class Context:
   punct_token_ids: Optional[np.ndarray] = None
   # Shards both train steps over a ('data', 'model') mesh (None: plain jit on the default device).
   partitioner: Optional[partitioning.PjitPartitioner] = None
+  # The registered whole-prompt SeqIO tasks {"rec": name, "id": name} that render every prompt
+  # (`data/prompt_token_tasks.py`); None: `PromptBatcher` renders them (`phase_batches`).
+  prompt_tasks: Optional[dict[str, str]] = None
 
 
 def _steps(num_examples: int, epochs: float, batch_size: int) -> int:
   return max(1, math.ceil(num_examples * epochs / batch_size))
-
-
-def phase_order(ctx: Context, rnd: int, phase: str, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """(example index, template index) per training row of one epoch of a phase, shuffled per
-  (seed, round, phase) and drawn anew for every later epoch (seed, round, phase, epoch)."""
-  split = ctx.splits["train"]
-  e, s = split.num_examples, ctx.schedule.sample_num
-  tids = prompts.sample_template_ids(e, len(ctx.templates.train), s, ctx.schedule.seed + 1000 * rnd)
-  ex = np.repeat(np.arange(e), s)
-  key = [ctx.schedule.seed, rnd, phase == "id"] + ([epoch] if epoch else [])
-  perm = np.random.default_rng(key).permutation(e * s)
-  return ex[perm], tids.reshape(-1)[perm]
-
-
-def _rows(order_of_epoch, start, batch_size):
-  """Rows [start, start + batch_size) of the phase's row stream: epoch after epoch, each in its
-  own order (a batch may span two epochs, as the official sampler's does)."""
-  n = len(order_of_epoch(0)[0])
-  pos = start + np.arange(batch_size)
-  ex, tids = np.empty(batch_size, np.int64), np.empty(batch_size, np.int64)
-  for epoch in np.unique(pos // n):
-    here = pos // n == epoch
-    order = order_of_epoch(int(epoch))
-    ex[here], tids[here] = order[0][pos[here] % n], order[1][pos[here] % n]
-  return ex, tids
-
-
-def _batcher(ctx: Context, *, for_id_phase: bool = False) -> prompt_batches.PromptBatcher:
-  """Rec-phase prompts hold `max_his` items; ID-phase prompts `max_his // 2` (the official split)."""
-  L = ctx.lengths
-  free_running = (for_id_phase and ctx.id_options.generator_mode
-                  is id_phase.GeneratorMode.FREE_RUNNING_GREEDY)
-  return prompt_batches.PromptBatcher(
-      ctx.encode, ctx.item_texts, ctx.item_ids, ctx.templates.train,
-      num_history=ctx.schedule.max_his // 2 if for_id_phase else ctx.schedule.max_his,
-      text_len=L["text_len"], id_len=L["id_len"], input_len=L["input_len"], target_len=L["target_len"],
-      free_running_steps=ctx.id_options.free_running_steps if free_running else None,
-      # IDs may outgrow id_len / target_len: generated ones (the escalation lengthens IDs that
-      # collide) and title IDs (up to 29 T5 tokens on Beauty); both lengths then grow (logged).
-      grow_lengths=True)
-
-
-def _build(batcher, ctx, rows, *, id_batch: bool):
-  split = ctx.splits["train"]
-  ex, tids = rows
-  part = ctx.partitioner
-  if part is not None and jax.process_count() > 1:
-    # Multi-host: every host renders only its slice of the global batch.
-    layout = part.get_data_layout(len(ex))
-    per_host = layout.per_host_batch_size
-    ex, tids = (a[layout.shard_id * per_host:(layout.shard_id + 1) * per_host] for a in (ex, tids))
-  users = [ctx.user_ids[u] for u in split.user[ex]]
-  hist = [split.history[i] for i in ex]
-  fn = batcher.build if id_batch else batcher.rec_batch
-  b = fn(users, hist, split.target[ex], tids)
-  b.pop("history_items")
-  return b if part is None else part.shard_batch(b)
 
 
 def params_axes(model: models.EncoderDecoderModel) -> Any:
@@ -288,15 +233,15 @@ class IdGenRecLoop:
     before the phase's last step (its end is saved by `run`). `step_fn(state, batch)` trains
     the phase's model; the state of the other model stays as it is."""
     is_rec = phase == "rec"
-    batcher = _batcher(self.ctx, for_id_phase=not is_rec)
-    order = functools.lru_cache(maxsize=2)(functools.partial(phase_order, self.ctx, rnd, phase))
+    src = phase_batches.source(self.ctx, for_id_phase=not is_rec)
+    order = functools.lru_cache(maxsize=2)(functools.partial(phase_batches.phase_order, self.ctx, rnd, phase))
     sch = self.ctx.schedule
     first_global = self._global_step() - self.step_in_phase
 
     def batches():
       for n in range(self.step_in_phase, total):
-        rows = _rows(order, n * batch_size, batch_size)
-        yield _build(batcher, self.ctx, rows, id_batch=not is_rec)
+        rows = phase_batches.rows_at(order, n * batch_size, batch_size)
+        yield phase_batches.build(src, self.ctx, rows, id_batch=not is_rec)
 
     def keep(state, n):
       if is_rec:
@@ -365,13 +310,11 @@ class IdGenRecLoop:
     shortest history first (the metrics are means in that order)."""
     ctx = self.ctx
     split = ctx.splits[split_name]
-    batcher = _batcher(ctx)
-    bs = ctx.eval_batch_size
-    ranker = evaluation.PromptRanker(
-        self.topk_fn, self.rec_state.params, batcher.item_tokens.trie(ctx.rec_model.module.config.vocab_size),
-        functools.partial(batcher.held_out_batches, user_ids=ctx.user_ids, batch_size=bs,
-                          exclude_seen_of=ctx.data.sequences if ctx.exclude_seen else None), bs)
-    rows = batcher.by_history_length(split, self.eval_rows(split_name))
+    item_tokens, batches = phase_batches.eval_source(ctx, split_name)
+    ranker = evaluation.PromptRanker(self.topk_fn, self.rec_state.params,
+                                     item_tokens.trie(ctx.rec_model.module.config.vocab_size), batches,
+                                     ctx.eval_batch_size)
+    rows = prompt_batches.PromptBatcher.by_history_length(split, self.eval_rows(split_name))
     return evaluator.evaluate_split(ranker, evaluator.HeldOut(split_name, split, rows), ks=ctx.decode.ks)
 
   # ------------------------------------------------------------------ the run

@@ -4,7 +4,7 @@ Data follow leave-one-out exactly like `llmrec_jax.data.splits.leave_one_out`:
   train: per user, `seq[:-2]` (its last max_len + 1 items): inputs `[:-1]`, targets `[1:]`;
   valid: input `seq[:-2][-max_len:]`, target `seq[-2]`;  test: input `seq[:-1][-max_len:]`, target `seq[-1]`.
 Training batches are grouped by length bucket (every row of a batch is cut to the bucket length),
-which the model makes equivalent to padding to max_len (see `sasrec.py`), so short sequences
+which the model makes equivalent to padding to max_len (see `model.py`), so short sequences
 cost little. The CE loss then computes its [P, N] logits only at the P non-padding positions of a
 batch (`sasrec.valid_positions`; Beauty: 1.12M positions per epoch unbucketed, 148k bucketed, 131k
 gathered, 128k real). Validation every `eval_every` epochs, early stopping on valid NDCG@10, then test
@@ -26,7 +26,7 @@ import optax
 from llmrec_jax.evaluation import evaluator, scores
 from llmrec_jax.systems.sasrec import model as sasrec
 from llmrec_jax.data.records import RecData
-from llmrec_jax.data.splits import leave_one_out
+from llmrec_jax.data.splits import leave_one_out, train_items
 from llmrec_jax.training import loop as training_loop, trainer as trainer_lib
 from llmrec_jax.training.train_state import TrainState
 
@@ -98,11 +98,11 @@ def training_rows(data: RecData, max_len: int) -> tuple[np.ndarray, np.ndarray]:
 
   Returns:
     inputs_UxL, targets_UxL: int32 tokens (0 = padding, item i -> i + 1), L = max_len;
-      row u is `seq[:-2][-(max_len + 1):]` shifted: inputs `[:-1]`, targets `[1:]`.
+      row u is `train_items(seq)[-(max_len + 1):]` (`seq[:-2]`) shifted: inputs `[:-1]`, targets `[1:]`.
   """
   inputs, targets = [], []
   for seq in data.sequences:
-    row = np.asarray(seq[:-2][-(max_len + 1):], np.int32) + 1
+    row = np.asarray(train_items(seq)[-(max_len + 1):], np.int32) + 1
     if row.size < 2:
       continue
     pad = np.zeros((max_len - (row.size - 1),), np.int32)
@@ -201,6 +201,23 @@ def make_score_fn(model: sasrec.SASRec):
 # ----------------------------------------------------------------------------- loop
 
 
+def _learning_rate(config: TrainConfig, steps_in_epoch: int) -> float | optax.Schedule:
+  if config.schedule is Schedule.COSINE:
+    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_in_epoch)
+  return config.learning_rate
+
+
+def _batches(buckets_and_rows, inputs_UxL: np.ndarray, targets_UxL: np.ndarray, config: TrainConfig):
+  """Training batches {"inputs", "targets"[, "positions"]} [B, T] of (bucket length T, rows)."""
+  L = inputs_UxL.shape[1]
+  for T, rows_B in buckets_and_rows:
+    batch = {"inputs": inputs_UxL[rows_B, L - T:], "targets": targets_UxL[rows_B, L - T:]}
+    if config.loss is Loss.CE and config.gather_granule_div:
+      batch["positions"] = sasrec.valid_positions(
+          batch["targets"], max(1, rows_B.size * T // config.gather_granule_div))
+    yield batch
+
+
 def train_and_evaluate(data: RecData, model_config: sasrec.SASRecConfig, config: TrainConfig) -> dict:
   """Train SASRec on `data`, early-stop on valid NDCG@10, test the best parameters.
 
@@ -219,14 +236,9 @@ def train_and_evaluate(data: RecData, model_config: sasrec.SASRecConfig, config:
   inputs_UxL = np.concatenate([inputs_UxL, np.zeros((1, L), np.int32)])
   targets_UxL = np.concatenate([targets_UxL, np.zeros((1, L), np.int32)])
   buckets = tuple(sorted({b for b in config.buckets if b < L} | {L}))
-
   model = sasrec.SASRec(model_config)
-  learning_rate = config.learning_rate
-  if config.schedule is Schedule.COSINE:
-    learning_rate = optax.cosine_decay_schedule(
-        config.learning_rate, config.epochs * steps_per_epoch(lengths_U, config.batch_size, buckets))
   # The shared trainer folds the step into key(seed + 1): the dropout and negatives of step i.
-  tx = optimizer(learning_rate)
+  tx = optimizer(_learning_rate(config, steps_per_epoch(lengths_U, config.batch_size, buckets)))
   trainer = trainer_lib.Trainer(batch_loss_fn(model, loss=config.loss, num_items=data.num_items), tx,
                                 dropout_seed=config.seed + 1)
   state = TrainState.create(init_params(model, config.seed), tx)
@@ -239,14 +251,6 @@ def train_and_evaluate(data: RecData, model_config: sasrec.SASRecConfig, config:
                                 batch_size=config.eval_batch_size)
     return evaluator.evaluate_split(ranker, evaluator.HeldOut.every(name, splits[name]))
 
-  def batches(buckets_and_rows):
-    for T, rows_B in buckets_and_rows:
-      batch = {"inputs": inputs_UxL[rows_B, L - T:], "targets": targets_UxL[rows_B, L - T:]}
-      if config.loss is Loss.CE and config.gather_granule_div:
-        batch["positions"] = sasrec.valid_positions(
-            batch["targets"], max(1, rows_B.size * T // config.gather_granule_div))
-      yield batch
-
   best = {"ndcg@10": -1.0}
   best_params, best_epoch, bad_evals, history = None, 0, 0, []
   budget_s = None if config.time_budget_min is None else 60.0 * config.time_budget_min
@@ -255,7 +259,7 @@ def train_and_evaluate(data: RecData, model_config: sasrec.SASRecConfig, config:
     epoch_rows = epoch_batches(lengths_U, config.batch_size, buckets, np_rng)
     loop = training_loop.StepLoop(trainer.train, desc=f"epoch {epoch}", log_at=lambda n, total: False,
                                   keep=("loss",), progress=config.show_progress)
-    end = loop.run(state, batches(epoch_rows), total=len(epoch_rows))
+    end = loop.run(state, _batches(epoch_rows, inputs_UxL, targets_UxL, config), total=len(epoch_rows))
     state = end.state
     mean_loss = float(np.mean([m["loss"] for m in end.kept]))
     out_of_time = budget_s is not None and time.monotonic() - t0 > budget_s

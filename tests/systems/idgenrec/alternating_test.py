@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from llmrec_jax.systems.idgenrec import alternating, prompt_batches
+from llmrec_jax.systems.idgenrec import alternating, phase_batches, prompt_batches
 from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax import model_sizes, models, network, partitioning
 from llmrec_jax.training import trainer as trainer_lib
@@ -189,9 +189,9 @@ def test_training_applies_the_activation_sharding_constraints(parts):
   The same step jitted without the rules (as before) carries none of them."""
   part = partitioning.PjitPartitioner(num_partitions=2)
   loop = alternating.IdGenRecLoop(_context(parts, partitioner=part))
-  batch = alternating._build(alternating._batcher(loop.ctx), loop.ctx,
-                             alternating._rows(lambda e: alternating.phase_order(loop.ctx, 0, "rec", e), 0, 8),
-                             id_batch=False)
+  batch = phase_batches.build(phase_batches.source(loop.ctx), loop.ctx,
+                              phase_batches.rows_at(lambda e: phase_batches.phase_order(loop.ctx, 0, "rec", e), 0, 8),
+                              id_batch=False)
   text = loop.rec_trainer.lower_train(loop.rec_state, batch).as_text()
   constraints = re.findall(r"sharding_constraint[^\n]*", text)
   assert len(constraints) >= 6, "activation constraints missing from the train step"
@@ -245,7 +245,7 @@ def test_validation_sample_and_full_test(parts, monkeypatch):
   np.testing.assert_array_equal(seen["test"][0], test.target[order])
   assert set(v_targets.tolist()) <= set(valid.target.tolist())
   # The batches' first rows are exactly those examples' targets (the rest wraps around).
-  want = alternating._batcher(ctx)._targets(v_targets)["decoder_target_tokens"]
+  want = phase_batches.prompt_batcher(ctx)._targets(v_targets)["decoder_target_tokens"]
   np.testing.assert_array_equal(v_rows[:5], want)
   loop2 = alternating.IdGenRecLoop(ctx)
   loop2.evaluate("valid")
@@ -283,19 +283,19 @@ def test_test_sample(parts, monkeypatch):
 def test_every_epoch_of_a_phase_has_its_own_order_from_the_seed(parts):
   ctx = _context(parts)
   n = ctx.splits["train"].num_examples  # sample_num 1
-  order = functools.partial(alternating.phase_order, ctx, 0, "rec")
-  ex, tids = alternating._rows(order, 0, 3 * n)  # pylint: disable=protected-access
+  order = functools.partial(phase_batches.phase_order, ctx, 0, "rec")
+  ex, tids = phase_batches.rows_at(order, 0, 3 * n)  # pylint: disable=protected-access
   epochs = [(ex[e * n:(e + 1) * n], tids[e * n:(e + 1) * n]) for e in range(3)]
   for e_ex, _ in epochs:  # each epoch: every example once
     np.testing.assert_array_equal(np.sort(e_ex), np.arange(n))
   assert not np.array_equal(epochs[0][0], epochs[1][0])
   assert not np.array_equal(epochs[1][0], epochs[2][0])
   # Epoch 0 keeps the order of (seed, round, phase); all of it is reproduced by the seed.
-  np.testing.assert_array_equal(epochs[0][0], alternating.phase_order(ctx, 0, "rec")[0])
-  again, _ = alternating._rows(order, n - 2, 4)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(epochs[0][0], phase_batches.phase_order(ctx, 0, "rec")[0])
+  again, _ = phase_batches.rows_at(order, n - 2, 4)  # pylint: disable=protected-access
   np.testing.assert_array_equal(again, ex[n - 2:n + 2])
   other = _context(parts, seed=7)
-  ex7, _ = alternating._rows(functools.partial(alternating.phase_order, other, 0, "rec"), n, n)  # pylint: disable=protected-access
+  ex7, _ = phase_batches.rows_at(functools.partial(phase_batches.phase_order, other, 0, "rec"), n, n)  # pylint: disable=protected-access
   assert not np.array_equal(ex7, epochs[1][0])
 
 
