@@ -23,12 +23,12 @@ from absl import flags
 import jax
 
 from llmrec_jax import cli_flags
-from llmrec_jax.systems import popularity
-from llmrec_jax.systems.sasrec import model as sasrec
-from llmrec_jax.systems.sasrec import train as sasrec_train
 from llmrec_jax.data import sources
 from llmrec_jax.data import synthetic
 from llmrec_jax.data.splits import leave_one_out
+from llmrec_jax.systems import popularity
+from llmrec_jax.systems.sasrec import model as sasrec
+from llmrec_jax.systems.sasrec import train as sasrec_train
 
 SYNTHETIC = "synthetic"
 

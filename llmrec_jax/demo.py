@@ -18,11 +18,11 @@ import time
 from absl import app
 from absl import flags
 
-from llmrec_jax.systems.idgenrec import alternating
 from llmrec_jax import console, train as train_lib
+from llmrec_jax.data import splits, synthetic
 from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax.systems import popularity
-from llmrec_jax.data import splits, synthetic
+from llmrec_jax.systems.idgenrec import alternating
 
 
 def run(model_dir: str, *, rounds: int = 2, rec_epochs: float = 2.0, id_epochs: float = 0.1,

@@ -19,10 +19,10 @@ from typing import Optional
 
 import numpy as np
 
+from llmrec_jax.data import splits as splits_lib
 from llmrec_jax.evaluation import evaluator, generative as evaluation
 from llmrec_jax.systems.idgenrec import components as idgenrec, prompt_batches
-from llmrec_jax import inference
-from llmrec_jax.data import splits as splits_lib
+from llmrec_jax.systems.idgenrec import inference
 
 
 def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: Optional[int] = None,

@@ -13,12 +13,11 @@ Prints, per query, the K items best first: item id, title, textual ID and score.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional, Sequence
 
 from llmrec_jax.systems.idgenrec import components as idgenrec
-from llmrec_jax import inference
+from llmrec_jax.systems.idgenrec import inference
 
 
 def infer(*, model_dir: str, users: Sequence[str] = (), history: Sequence[str] = (), top_k: int = 10,

@@ -8,10 +8,10 @@ here: the trainer owns it. Batches use seqio `EncDecFeatureConverter` keys:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import functools
-import inspect
 from typing import Any, Callable, Mapping, Optional
 
 import flax.linen as nn
@@ -81,6 +81,11 @@ class EncoderDecoderModel:
     module: the Flax encoder-decoder (e.g. `network.Transformer(config)`).
     input_vocabulary / output_vocabulary: seqio vocabularies (only used by callers that detokenize).
     decode_fn: T5X-compatible decode function (default: our `decoding.beam_search.beam_search`).
+      It is called with T5X's arguments (`inputs`, `cache`, `tokens_to_logits`, `eos_id`,
+      `num_decodes`, `cache_offset`), `decode_rng` when an rng is given, `column_token_ids` with
+      a subset output vocabulary, and the caller's `decoder_params`; nothing else (in particular
+      no batch key) reaches it, so per-example inputs such as `excluded_items` are passed
+      explicitly in `decoder_params` by the caller that chose the decode function.
     label_smoothing, z_loss, loss_normalizing_factor: see `losses.weighted_cross_entropy`;
       `loss_normalizing_factor="IDGENREC_OFFICIAL"` reproduces the official IDGenRec loss.
     default_decoder_params: default `num_decodes` / `return_all_decodes`.
@@ -122,9 +127,27 @@ class EncoderDecoderModel:
         {"params": rng, "dropout": rng},
         jnp.ones(enc_shape, enc_type), jnp.ones(dec_shape, dec_type), jnp.ones(dec_shape, dec_type))
 
+  def with_decode_fn(self, decode_fn: Callable[..., Any]) -> "EncoderDecoderModel":
+    """A copy of this wrapper (same module, vocabularies, loss and decoding settings) whose
+    `predict_batch(_with_aux)` decodes with `decode_fn` (same contract as the constructor's)."""
+    other = copy.copy(self)
+    other._decode_fn = decode_fn  # pylint: disable=protected-access
+    return other
+
   # ----------------------------------------------------------------------------- loss
-  def _compute_logits(self, params: PyTree, batch: Batch, dropout_rng: Optional[Array] = None,
-                      encoder_input_embeddings: Optional[Array] = None) -> Array:
+  def compute_logits(self, params: PyTree, batch: Batch, dropout_rng: Optional[Array] = None,
+                     encoder_input_embeddings: Optional[Array] = None) -> Array:
+    """Teacher-forced decoder logits [B, T, V] of a batch (T5X's `_compute_logits`).
+
+    Args:
+      params: the model params.
+      batch: `encoder_input_tokens`, `decoder_input_tokens`, `decoder_target_tokens` (+ optional
+        `*_segment_ids` / `*_positions`); other keys are ignored.
+      dropout_rng: dropout is on iff given (T5X semantics).
+      encoder_input_embeddings: optional float [B, S, D] used by the encoder instead of the
+        embeddings of `encoder_input_tokens` (which still give the padding mask), e.g. prompts
+        with spliced soft IDs.
+    """
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
     kwargs = {}
     if encoder_input_embeddings is not None:
@@ -165,7 +188,7 @@ class EncoderDecoderModel:
   def loss_fn(self, params: PyTree, batch: Batch,
               dropout_rng: Optional[Array]) -> tuple[Array, dict[str, Array]]:
     """Loss and metrics; dropout is on iff `dropout_rng` is given (T5X semantics)."""
-    return self.loss_from_logits(self._compute_logits(params, batch, dropout_rng), batch)
+    return self.loss_from_logits(self.compute_logits(params, batch, dropout_rng), batch)
 
   def eval_fn(self, params: PyTree, batch: Batch) -> tuple[Array, dict[str, Array]]:
     return self.loss_fn(params, batch, dropout_rng=None)
@@ -174,7 +197,7 @@ class EncoderDecoderModel:
     """Sum of target log-probabilities per example, weighted by `decoder_loss_weights`. [B]."""
     if return_intermediates:
       raise NotImplementedError("return_intermediates is not supported")
-    logits_BxTxV = self._compute_logits(params, batch).astype(jnp.float32)
+    logits_BxTxV = self.compute_logits(params, batch).astype(jnp.float32)
     targets_BxT = batch["decoder_target_tokens"]
     weights_BxT = batch.get("decoder_loss_weights")
     if weights_BxT is None:
@@ -223,9 +246,9 @@ class EncoderDecoderModel:
     """Decodes with `decode_fn`; returns (decodes, {'scores': ...}).
 
     decodes are [B, T] (best beam) or, with `return_all_decodes`, [B, K, T] in ascending score
-    order (T5X's: best last), with scores [B] or [B, K]. A batch key `excluded_items` [B, E]
-    (item indices, -1 padded) is passed to decode functions that accept `excluded_items`
-    (trie-constrained search excluding each user's seen items).
+    order (T5X's: best last), with scores [B] or [B, K]. `decoder_params` are extra keyword
+    arguments of the decode_fn (e.g. `trie`, `alpha`, `excluded_items` of
+    `beam_search.constrained_beam_search`); only the feature keys of `batch` are read.
 
     `output_token_ids` (int32 [U], distinct; e.g. `ItemTrie.token_ids`) restricts the step
     logits to those tokens as `output_vocab` says (see `OutputVocab`); the decode_fn then gets
@@ -255,7 +278,7 @@ class EncoderDecoderModel:
         eos_id=_eos_id(self.output_vocabulary),
         num_decodes=num_decodes,
         cache_offset=0,
-        **self._decode_fn_kwargs(batch, decoder_params, column_token_ids, rng))
+        **self._decode_fn_kwargs(decoder_params, column_token_ids, rng))
     if return_all_decodes:
       return decodes_BxKxT, {"scores": scores_BxK}
     return decodes_BxKxT[:, -1, :], {"scores": scores_BxK[:, -1]}
@@ -288,28 +311,18 @@ class EncoderDecoderModel:
                                method=self.module.output_kernel)
     return {"output_kernel_DxU": kernel}, subset_column_token_ids(ids_U, output_vocab)
 
-  def _decode_fn_kwargs(self, batch: Batch, decoder_params: Optional[Mapping[str, Any]],
+  @staticmethod
+  def _decode_fn_kwargs(decoder_params: Optional[Mapping[str, Any]],
                         column_token_ids: Optional[Array], rng: Optional[Array]) -> dict[str, Any]:
-    """`decoder_params` plus `column_token_ids`, `decode_rng` (= rng) and, when the decode_fn
-    accepts them, the batch's `excluded_items`."""
+    """`decoder_params` plus `column_token_ids` and `decode_rng` (= rng) when given."""
     kwargs = dict(decoder_params or {})
     if column_token_ids is not None:
       kwargs["column_token_ids"] = column_token_ids
     if rng is not None:
       kwargs["decode_rng"] = rng
-    if "excluded_items" in batch and _accepts(self._decode_fn, "excluded_items"):
-      kwargs["excluded_items"] = batch["excluded_items"]
     return kwargs
 
 
 def _eos_id(vocab) -> int:
   return 1 if vocab is None else int(vocab.eos_id)
 
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-  """Whether `fn` (possibly a functools.partial) takes keyword `name` or **kwargs."""
-  try:
-    params = inspect.signature(fn).parameters
-  except (TypeError, ValueError):
-    return False
-  return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -20,14 +20,14 @@ from typing import Any, Optional, Sequence
 
 import jax
 
-from llmrec_jax.systems.idgenrec import alternating, id_phase, components as idgenrec
-from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax import model_sizes, models, network
 from llmrec_jax import partitioning
-from llmrec_jax.systems.idgenrec import setup_cache, stream_id_phase, stream_training
 from llmrec_jax.data import id_tables, item_text, shared_paths, splits as splits_lib
-from llmrec_jax.systems.idgenrec import bootstrap, run_record
+from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax.indexing import text_tokens
+from llmrec_jax.systems.idgenrec import alternating, id_phase, components as idgenrec
+from llmrec_jax.systems.idgenrec import bootstrap, run_record
+from llmrec_jax.systems.idgenrec import setup_cache, stream_id_phase, stream_training
 from llmrec_jax.training import stopping
 
 log = logging.getLogger(__name__)

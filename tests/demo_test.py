@@ -3,8 +3,8 @@ ID regenerated, rec phase, constrained evaluation) at a small size, and the demo
 beating popularity."""
 import json
 
-from llmrec_jax.systems.idgenrec import alternating
 from llmrec_jax import demo
+from llmrec_jax.systems.idgenrec import alternating
 
 
 def test_demo_runs_bootstrap_rec_id_regeneration_rec(tmp_path, monkeypatch):

@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 
-from llmrec_jax.systems.idgenrec import alternating
-from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax import eval as eval_lib
 from llmrec_jax import train as train_lib
 from llmrec_jax.data import synthetic
+from llmrec_jax.evaluation import generative as evaluation
+from llmrec_jax.systems.idgenrec import alternating
 
 DECODE = evaluation.DecodeOptions(num_beams=4, ks=(1, 4))
 
@@ -106,7 +106,8 @@ def test_checkpoint_holds_the_network_that_restore_rebuilds(tiny_run):
   """The recommender's T5Config is saved with its checkpoint, and `restore` builds exactly it
   (dropout off), beside the typed run record."""
   import dataclasses
-  from llmrec_jax import inference, model_sizes
+  from llmrec_jax import model_sizes
+  from llmrec_jax.systems.idgenrec import inference
   from llmrec_jax.checkpoints import layout, orbax_t5x
   from llmrec_jax.systems.idgenrec.run_record import RunRecord
   root, _ = tiny_run

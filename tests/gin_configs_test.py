@@ -6,9 +6,9 @@ import sys
 import gin
 import pytest
 
-from llmrec_jax.systems.idgenrec import alternating
 from llmrec_jax import gin_utils
 from llmrec_jax import train as train_lib
+from llmrec_jax.systems.idgenrec import alternating
 
 GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin_configs"
 ALL_GIN = sorted(str(p.relative_to(GIN_DIR)) for p in GIN_DIR.rglob("*.gin"))

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llmrec_jax.data import batching
 from llmrec_jax import model_sizes, models, network, toy_tasks
+from llmrec_jax.data import batching
 from llmrec_jax.training import optimizers, trainer
 from llmrec_jax.training.train_state import TrainState
 
@@ -53,7 +53,7 @@ def test_score_batch_is_sum_of_target_logprobs(model, trained):
   params, _ = trained
   batch = toy_tasks.copy_task_batch(np.random.default_rng(1), 4, MAX_LEN, VOCAB)
   scores = model.score_batch(params, batch)
-  logits = model._compute_logits(params, batch)  # pylint: disable=protected-access
+  logits = model.compute_logits(params, batch)
   logp = jax.nn.log_softmax(logits, axis=-1)
   want = [sum(float(logp[b, t, batch["decoder_target_tokens"][b, t]])
               for t in range(MAX_LEN) if batch["decoder_target_tokens"][b, t] > 0) for b in range(4)]
@@ -77,6 +77,29 @@ def test_beam_decodes_are_sorted_and_rescored_exactly(model, trained):
       "decoder_input_tokens": batching.shift_right(best),
       "decoder_loss_weights": (best > 0).astype(np.float32)})
   np.testing.assert_allclose(rescored, aux["scores"][:, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_with_decode_fn_swaps_only_the_decode_fn(model, trained):
+  """The copy decodes with the new function, which gets T5X's arguments plus `decoder_params`
+  and no batch key (not even `excluded_items`); its loss equals the original's."""
+  params, _ = trained
+  batch = dict(toy_tasks.copy_task_batch(np.random.default_rng(4), 2, MAX_LEN, VOCAB))
+  batch["excluded_items"] = np.zeros((2, 1), np.int32)
+  seen = {}
+
+  def decode_fn(*, inputs, cache, tokens_to_logits, eos_id, num_decodes, cache_offset, **kwargs):
+    del cache, tokens_to_logits, cache_offset
+    seen.update(kwargs, eos_id=eos_id)
+    b, t = inputs.shape
+    return jnp.zeros((b, num_decodes, t), jnp.int32), jnp.zeros((b, num_decodes))
+
+  swapped = model.with_decode_fn(decode_fn)
+  assert swapped is not model and swapped.module is model.module
+  decodes, _ = swapped.predict_batch_with_aux(params, batch, return_all_decodes=True,
+                                              num_decodes=3, decoder_params={"alpha": 0.5})
+  assert decodes.shape == (2, 3, MAX_LEN)
+  assert seen == {"alpha": 0.5, "eos_id": 1}
+  np.testing.assert_array_equal(swapped.eval_fn(params, batch)[0], model.eval_fn(params, batch)[0])
 
 
 def test_dropout_only_with_rng(model, trained):

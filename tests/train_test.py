@@ -7,9 +7,9 @@ import pytest
 
 import jax
 
-from llmrec_jax.systems.idgenrec import alternating, id_phase
 from llmrec_jax import gin_utils, partitioning
 from llmrec_jax import train as train_lib
+from llmrec_jax.systems.idgenrec import alternating, id_phase
 
 
 @pytest.fixture

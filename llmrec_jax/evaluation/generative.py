@@ -59,14 +59,13 @@ def make_topk_fn(model: models.EncoderDecoderModel, options: DecodeOptions) -> C
   """jit(params, batch, trie_arrays) -> (items_BxK best first, scores_BxK best first).
 
   `trie_arrays` is `ItemTrie.arrays` (full vocab); the subset output modes use its `compact`
-  view and `token_ids_U` themselves.
+  view and `token_ids_U` themselves. A batch key `excluded_items` [B, E] (item indices, -1
+  padded) bans those items per example (passed to the search as a decode parameter).
   """
   decode_fn = functools.partial(
       beam_search.constrained_beam_search, length_normalization=options.length_normalization,
       length_penalty=options.length_penalty)
-  m = models.EncoderDecoderModel(model.module, decode_fn=decode_fn,
-                                 output_vocabulary=model.output_vocabulary,
-                                 output_rest_chunk=model.output_rest_chunk)
+  m = model.with_decode_fn(decode_fn)
   output_vocab = models.OutputVocab(options.output_vocab)
 
   def topk(params, batch, trie_arrays):
@@ -77,7 +76,8 @@ def make_topk_fn(model: models.EncoderDecoderModel, options: DecodeOptions) -> C
       search_trie = trie_arrays.compact
     decodes_BxKxT, aux = m.predict_batch_with_aux(
         params, batch, return_all_decodes=True, num_decodes=options.num_beams,
-        decoder_params={"trie": search_trie, "alpha": options.alpha}, **subset)
+        decoder_params={"trie": search_trie, "alpha": options.alpha,
+                        "excluded_items": batch.get("excluded_items")}, **subset)
     scores_BxK = aux["scores"]
     items_BxK = trie_lib.items_from_sequences(trie_arrays, decodes_BxKxT)
     items_BxK = jnp.where(scores_BxK > beam_search.NEG_INF, items_BxK, -1)

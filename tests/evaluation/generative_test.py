@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
+from llmrec_jax import model_sizes, models, network
 from llmrec_jax.data import batching
 from llmrec_jax.data import splits
 from llmrec_jax.evaluation import evaluator, generative as evaluation
-from llmrec_jax import model_sizes, models, network
 
 V, S, T = 40, 10, 6
 
@@ -38,7 +38,7 @@ def _brute_force(model, params, enc, id_tokens, normalize, subset_U=None):
     if subset_U is None:
       s = np.asarray(model.score_batch(params, batch))
     else:
-      logits = np.asarray(model._compute_logits(params, batch), np.float64)  # pylint: disable=protected-access
+      logits = np.asarray(model.compute_logits(params, batch), np.float64)
       sub = logits[:, :, subset_U]
       m = sub.max(-1, keepdims=True)
       lse = m[..., 0] + np.log(np.exp(sub - m).sum(-1))
@@ -65,6 +65,20 @@ def test_topk_equals_brute_force_ranking(setup, norm, output_vocab):
     assert sorted(items[b].tolist()) == list(range(7))  # every item exactly once
     np.testing.assert_allclose(scores[b], np.sort(brute[b])[::-1], rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(items[b], np.argsort(-brute[b], kind="stable"))
+
+
+def test_excluded_items_batch_key_removes_those_items_from_the_ranking(setup):
+  """With an `excluded_items` batch key the top-K is the brute-force ranking of the other items
+  (in order), then -1 for the slots no remaining item fills."""
+  id_tokens, trie, model, params, batch = setup
+  excluded = np.array([[0, 4], [6, -1], [2, 3], [-1, -1]], np.int32)
+  opts = evaluation.DecodeOptions(num_beams=7, ks=(5,))
+  items, _ = evaluation.make_topk_fn(model, opts)(params, dict(batch, excluded_items=excluded),
+                                                  trie.arrays)
+  brute = _brute_force(model, params, batch["encoder_input_tokens"], id_tokens, normalize=True)
+  for b in range(4):
+    kept = [i for i in np.argsort(-brute[b], kind="stable") if i not in excluded[b]]
+    np.testing.assert_array_equal(np.asarray(items[b]), kept + [-1] * (7 - len(kept)))
 
 
 def test_prompt_ranker_metrics_equal_hit_and_ndcg_of_brute_force_ranks(setup):

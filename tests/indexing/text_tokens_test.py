@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from llmrec_jax.systems.idgenrec import generator
 from llmrec_jax.indexing import text_tokens
+from llmrec_jax.systems.idgenrec import generator
 
 
 class CharTokenizer:

@@ -4,9 +4,9 @@ import collections
 import numpy as np
 import pytest
 
-from llmrec_jax.systems import popularity
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import leave_one_out
+from llmrec_jax.systems import popularity
 
 
 def _data(seed=0, num_users=40, num_items=9):

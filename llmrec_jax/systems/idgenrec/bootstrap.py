@@ -25,9 +25,9 @@ import numpy as np
 
 from llmrec_jax import model_sizes, models, network
 from llmrec_jax.data.batching import shift_right
-from llmrec_jax.training import loop as training_loop, optimizers, trainer as trainer_lib
-from llmrec_jax.systems.idgenrec import augment
 from llmrec_jax.indexing import keywords, text_tokens
+from llmrec_jax.systems.idgenrec import augment
+from llmrec_jax.training import loop as training_loop, optimizers, trainer as trainer_lib
 from llmrec_jax.training.train_state import TrainState
 
 log = logging.getLogger(__name__)

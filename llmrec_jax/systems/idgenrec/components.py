@@ -15,12 +15,12 @@ from typing import Any, Callable, Optional, Sequence
 import jax
 import numpy as np
 
-from llmrec_jax.systems.idgenrec import alternating
 from llmrec_jax import model_sizes, models, network
 from llmrec_jax.data import id_tables, prompts, sources, synthetic
 from llmrec_jax.data.records import RecData
-from llmrec_jax.systems.idgenrec import assign, bootstrap
 from llmrec_jax.indexing import id_schemes, keywords, text_tokens, uniqueness, user_ids
+from llmrec_jax.systems.idgenrec import alternating
+from llmrec_jax.systems.idgenrec import assign, bootstrap
 from llmrec_jax.systems.idgenrec.generator import GeneratorOptions, T5IdGenerator
 
 log = logging.getLogger(__name__)

@@ -86,7 +86,7 @@ def generator_logits_teacher_forced(gen_model: models.EncoderDecoderModel, gen_p
                                     text_NxL: Array, id_inputs_NxC: Array, id_targets_NxC: Array,
                                     dropout_rng: Optional[Array]) -> Array:
   """Generator logits when fed each item's current ID (teacher forcing): [N, C, V]."""
-  return gen_model._compute_logits(gen_params, {  # pylint: disable=protected-access
+  return gen_model.compute_logits(gen_params, {
       "encoder_input_tokens": text_NxL, "decoder_input_tokens": id_inputs_NxC,
       "decoder_target_tokens": id_targets_NxC}, dropout_rng)
 
@@ -151,12 +151,11 @@ def id_phase_loss(gen_params: Any, batch: Mapping[str, Array], dropout_rng: Opti
   if keep_NxC is not None:
     soft_NxCxD = soft_NxCxD * keep_NxC[..., None]
   tokens_BxS = batch["encoder_input_tokens"]
-  b, s = tokens_BxS.shape
+  b = tokens_BxS.shape[0]
   n, c, d = soft_NxCxD.shape
   soft_BxMxD = soft_NxCxD.reshape(b, (n // b) * c, d)
   prompt_BxSxD = splice(embedding_VxD[tokens_BxS], soft_BxMxD, batch["soft_slot"])
-  logits_BxTxV = rec_model._compute_logits(  # pylint: disable=protected-access
+  logits_BxTxV = rec_model.compute_logits(
       rec_params, batch, rec_rng if options.rec_dropout else None,
       encoder_input_embeddings=prompt_BxSxD)
-  del s
   return rec_model.loss_from_logits(logits_BxTxV, batch)

@@ -25,14 +25,14 @@ import jax
 import numpy as np
 
 from llmrec_jax import decoder_model, models
+from llmrec_jax.checkpoints import fail_safe, layout, orbax_t5x
+from llmrec_jax.data import item_streams, splits
+from llmrec_jax.decoding import trie_walk
 from llmrec_jax.systems.idgenrec import id_phase, stream_training
+from llmrec_jax.training import loop as training_loop, stopping
 from llmrec_jax.training import optimizers
 from llmrec_jax.training import trainer as trainer_lib
-from llmrec_jax.checkpoints import fail_safe, layout, orbax_t5x
-from llmrec_jax.data import item_streams
-from llmrec_jax.decoding import trie_walk
 from llmrec_jax.training.train_state import TrainState
-from llmrec_jax.training import loop as training_loop, stopping
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class StreamAlternation:
     def batches():
       while True:
         users = rng.choice(len(rec.sequences), s.id_batch_size, replace=False)
-        yield batcher.batch([rec.sequences[u][:-2] for u in users])
+        yield batcher.batch([splits.train_items(rec.sequences[u]) for u in users])
 
     def step(state, batch):   # the frozen recommender and its trie are jit arguments
       return self.id_trainer.train(state, batch, rec.state.params, rec.trie.arrays)

@@ -26,13 +26,13 @@ import numpy as np
 import optax
 
 from llmrec_jax import decoder_model
-from llmrec_jax.evaluation import evaluator, generative as evaluation
-from llmrec_jax.training import optimizers, trainer as trainer_lib
 from llmrec_jax.checkpoints import fail_safe, layout, orbax_t5x
 from llmrec_jax.data import item_streams, splits
+from llmrec_jax.evaluation import evaluator, generative as evaluation
 from llmrec_jax.indexing.item_tokens import ItemTokens
-from llmrec_jax.training.train_state import TrainState
 from llmrec_jax.training import loop as training_loop, stopping
+from llmrec_jax.training import optimizers, trainer as trainer_lib
+from llmrec_jax.training.train_state import TrainState
 
 log = logging.getLogger(__name__)
 

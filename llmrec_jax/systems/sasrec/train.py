@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from llmrec_jax.evaluation import evaluator, scores
-from llmrec_jax.systems.sasrec import model as sasrec
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import leave_one_out, train_items
+from llmrec_jax.evaluation import evaluator, scores
+from llmrec_jax.systems.sasrec import model as sasrec
 from llmrec_jax.training import loop as training_loop, trainer as trainer_lib
 from llmrec_jax.training.train_state import TrainState
 

@@ -10,12 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-from llmrec_jax.systems.idgenrec import alternating, phase_batches, prompt_batches
-from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax import model_sizes, models, network, partitioning
-from llmrec_jax.training import trainer as trainer_lib
 from llmrec_jax.data import item_text, prompts, splits, synthetic, task_builders
+from llmrec_jax.evaluation import generative as evaluation
+from llmrec_jax.systems.idgenrec import alternating, phase_batches, prompt_batches
 from llmrec_jax.training import stopping
+from llmrec_jax.training import trainer as trainer_lib
 
 
 class WordTokenizer:

@@ -11,8 +11,8 @@ from absl import flags
 
 from llmrec_jax.data import id_tables, synthetic, vocab
 from llmrec_jax.data.sources import load_p5
-from llmrec_jax.systems.idgenrec import assign
 from llmrec_jax.indexing import keywords, uniqueness
+from llmrec_jax.systems.idgenrec import assign
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from llmrec_jax.data import item_text, synthetic
-from llmrec_jax.systems.idgenrec import augment
 from llmrec_jax.indexing import keywords
+from llmrec_jax.systems.idgenrec import augment
 
 HANDMADE = [
     {"title": "OPI Nail Lacquer, Simmer and Shimmer, 0.5-Fluid Ounce", "brand": "OPI",

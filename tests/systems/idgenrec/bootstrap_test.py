@@ -4,8 +4,8 @@ import pytest
 import sentencepiece as spm
 
 from llmrec_jax.data import item_text, synthetic, vocab
-from llmrec_jax.systems.idgenrec import bootstrap
 from llmrec_jax.indexing import keywords, text_tokens
+from llmrec_jax.systems.idgenrec import bootstrap
 
 
 @pytest.fixture(scope="module")

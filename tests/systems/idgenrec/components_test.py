@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from llmrec_jax.systems.idgenrec import alternating, components as idgenrec
 from llmrec_jax import model_sizes
 from llmrec_jax import train as train_lib
 from llmrec_jax.data import id_tables, records, synthetic
 from llmrec_jax.data.errors import DataError
 from llmrec_jax.indexing import id_schemes
+from llmrec_jax.systems.idgenrec import alternating, components as idgenrec
 from llmrec_jax.systems.idgenrec import bootstrap
 
 

@@ -5,8 +5,8 @@ import pytest
 import sentencepiece as spm
 
 from llmrec_jax.data import item_text, synthetic, vocab
-from llmrec_jax.systems.idgenrec import bootstrap, generator
 from llmrec_jax.indexing import text_tokens, uniqueness
+from llmrec_jax.systems.idgenrec import bootstrap, generator
 
 OPTIONS = dict(num_groups=4, num_return=4, max_input_tokens=32)
 SCHEDULE = uniqueness.EscalationSchedule(num_penalties=2, first_min_length=1, length_step=3, window=6,

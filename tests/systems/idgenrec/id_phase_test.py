@@ -5,10 +5,10 @@ import numpy as np
 import optax
 import pytest
 
-from llmrec_jax.systems.idgenrec import id_phase, prompt_batches
 from llmrec_jax import model_sizes, models, network
-from llmrec_jax.training import trainer
 from llmrec_jax.data import prompts
+from llmrec_jax.systems.idgenrec import id_phase, prompt_batches
+from llmrec_jax.training import trainer
 from llmrec_jax.training.train_state import TrainState
 
 WORDS = ("red blue green lipstick cream soap gel mask oil brush nail pink matte gloss serum "
@@ -75,7 +75,7 @@ def test_hard_weights_give_the_rec_phase_loss(setup):
   b = batch["encoder_input_tokens"].shape[0]
   prompt = id_phase.splice(emb[batch["encoder_input_tokens"]], soft.reshape(b, -1, emb.shape[1]),
                            batch["soft_slot"])
-  logits = model._compute_logits(rec, batch, encoder_input_embeddings=prompt)  # pylint: disable=protected-access
+  logits = model.compute_logits(rec, batch, encoder_input_embeddings=prompt)
   spliced_loss, _ = model.loss_from_logits(logits, batch)
   plain_loss, _ = model.eval_fn(rec, batch)
   np.testing.assert_allclose(spliced_loss, plain_loss, rtol=1e-5)

@@ -4,10 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from llmrec_jax.systems.idgenrec import components as idgenrec, setup_cache
 from llmrec_jax import model_sizes, models, network
 from llmrec_jax import train as train_lib
-from llmrec_jax.systems.idgenrec import bootstrap
+from llmrec_jax.data import prompt_token_tasks
+from llmrec_jax.systems.idgenrec import bootstrap, phase_batches, seqio_batches
+from llmrec_jax.systems.idgenrec import components as idgenrec, setup_cache
 
 
 class _WordGenerator:
@@ -25,9 +26,11 @@ class _WordGenerator:
 class _LoopStub:
   """Stands in for `IdGenRecLoop`: records the IDs it was given; the run is complete."""
   seen = []
+  contexts = []
 
   def __init__(self, ctx):
     _LoopStub.seen.append((list(ctx.item_ids), list(ctx.user_ids), ctx.gen_params))
+    _LoopStub.contexts.append(ctx)
 
   def maybe_restore(self):
     return False
@@ -85,6 +88,22 @@ def test_restarted_run_reuses_its_bootstrap_and_initial_ids_from_any_directory(t
   assert items_b == items_a and users_b == users_a and len(set(items_a)) == 24
   jax.tree_util.tree_map(np.testing.assert_array_equal, gen_a, gen_b)
   assert second["bootstrap"] == first["bootstrap"] and second["id_stats"] == first["id_stats"]
+
+
+def test_the_loop_gets_the_runs_registered_whole_prompt_tasks(tmp_path, stubs):
+  """`train` registers the run's SeqIO tasks (its own vocabulary, lengths and templates); the
+  loop's phases and evaluations render every prompt through them."""
+  del stubs
+  _LoopStub.contexts = []
+  _train(str(tmp_path / "run"))
+  ctx = _LoopStub.contexts[-1]
+  assert set(ctx.prompt_tasks) == {"rec", "id"}
+  for kind, name in ctx.prompt_tasks.items():
+    prep = prompt_token_tasks.tokenize_prompts_of(name)
+    assert prep.spec.kind == kind and prep.spec.input_len == ctx.lengths["input_len"]
+    assert prep.spec.templates == ctx.templates and prep.data is ctx.data
+    assert prep.sp.encode("a title") == ctx.encode("a title")
+  assert isinstance(phase_batches.source(ctx), seqio_batches.SeqioPromptBatches)
 
 
 def test_other_settings_recompute(tmp_path, stubs):

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from llmrec_jax import decoder_model
-from llmrec_jax.systems.idgenrec import id_phase, stream_id_phase
-from llmrec_jax.training import trainer as trainer_lib
 from llmrec_jax.data import item_streams
 from llmrec_jax.decoding import trie as trie_lib
 from llmrec_jax.network import T5Config, decoder_only
+from llmrec_jax.systems.idgenrec import id_phase, stream_id_phase
+from llmrec_jax.training import trainer as trainer_lib
 from llmrec_jax.training.train_state import TrainState
 import optax
 
@@ -54,7 +54,7 @@ def test_soft_slots_point_at_each_inputs_own_id_token():
 class _OneHotGenerator:
   """A generator whose teacher-forced logits are `scale` * one-hot of the current ID tokens."""
 
-  def _compute_logits(self, params, batch, rng):
+  def compute_logits(self, params, batch, rng):
     del rng
     return params["scale"] * jax.nn.one_hot(batch["decoder_target_tokens"], V)
 

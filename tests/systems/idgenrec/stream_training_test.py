@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from llmrec_jax import decoder_model
-from llmrec_jax.systems.idgenrec import stream_training
 from llmrec_jax.data import synthetic
 from llmrec_jax.network import T5Config, decoder_only
+from llmrec_jax.systems.idgenrec import stream_training
 from llmrec_jax.training import stopping
 
 

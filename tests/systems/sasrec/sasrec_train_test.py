@@ -7,13 +7,13 @@ import jax
 import numpy as np
 import pytest
 
-from llmrec_jax.systems import popularity
 from llmrec_jax import baselines as run
-from llmrec_jax.systems.sasrec import model as sasrec
-from llmrec_jax.systems.sasrec import train as sasrec_train
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import leave_one_out
 from llmrec_jax.data.synthetic import make_synthetic
+from llmrec_jax.systems import popularity
+from llmrec_jax.systems.sasrec import model as sasrec
+from llmrec_jax.systems.sasrec import train as sasrec_train
 
 
 def _data():

@@ -8,13 +8,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from llmrec_jax.evaluation import generative as evaluation
-from llmrec_jax.systems.idgenrec import components as idgenrec, prompt_batches
-from llmrec_jax.systems.idgenrec.run_record import FILE_NAME as RUN_RECORD, RunRecord, VOCAB_FILE
 from llmrec_jax import model_sizes, models, network
 from llmrec_jax.checkpoints import layout, orbax_t5x
 from llmrec_jax.data import prompts
 from llmrec_jax.data.records import RecData
+from llmrec_jax.evaluation import generative as evaluation
+from llmrec_jax.systems.idgenrec import components as idgenrec, prompt_batches
+from llmrec_jax.systems.idgenrec.run_record import FILE_NAME as RUN_RECORD, RunRecord, VOCAB_FILE
 
 log = logging.getLogger(__name__)
 

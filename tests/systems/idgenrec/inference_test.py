@@ -3,10 +3,11 @@ import jax
 import numpy as np
 import pytest
 
-from llmrec_jax import decoder_model, inference
+from llmrec_jax import decoder_model
+from llmrec_jax.network import T5Config, decoder_only
+from llmrec_jax.systems.idgenrec import inference
 from llmrec_jax.systems.idgenrec import stream_training
 from llmrec_jax.systems.idgenrec.run_record import RunRecord
-from llmrec_jax.network import T5Config, decoder_only
 
 
 def test_decoder_only_run_fails_pointing_to_its_results(tmp_path):
