@@ -84,9 +84,10 @@ class IdAssigner(Protocol):
     """New unique (item IDs per item index, user IDs per user index) from the generator."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Context:
-  """What the loop needs; built by `llmrec_jax.train` (or a test)."""
+  """What the loop needs; built by `llmrec_jax.train` (or a test). Frozen: new IDs (an ID phase,
+  a restore) make a new context (`with_ids`), so a context never changes under its holder."""
   data: RecData
   splits: dict[str, LooSplit]
   item_texts: list[str]
@@ -122,6 +123,9 @@ class Context:
   # The registered whole-prompt SeqIO tasks {"rec": name, "id": name} that render every prompt
   # (`data/prompt_token_tasks.py`); None: `PromptBatcher` renders them (`phase_batches`).
   prompt_tasks: Optional[dict[str, str]] = None
+
+  def with_ids(self, item_ids: Sequence[str], user_ids: Sequence[str]) -> "Context":
+    return dataclasses.replace(self, item_ids=list(item_ids), user_ids=list(user_ids))
 
 
 def _steps(num_examples: int, epochs: float, batch_size: int) -> int:
@@ -220,7 +224,7 @@ class IdGenRecLoop:
     self.rec_state, self.gen_state = orbax_t5x.from_t5x_tree(rec), orbax_t5x.from_t5x_tree(gen)
     self.position, self.step_in_phase = meta["position"], meta["step_in_phase"]
     self.results = list(meta["results"])
-    self.ctx.item_ids, self.ctx.user_ids = list(meta["item_ids"]), list(meta["user_ids"])
+    self.ctx = self.ctx.with_ids(meta["item_ids"], meta["user_ids"])
     log.info("restored checkpoint %d: phase %d, step %d", step, self.position, self.step_in_phase)
     return True
 
@@ -291,7 +295,7 @@ class IdGenRecLoop:
     items, users = self.ctx.assigner(self.gen_state.params, self.ctx.item_ids)
     changed = sum(a != b for a, b in zip(items, self.ctx.item_ids))
     log.info("regenerated IDs: %d of %d item IDs changed", changed, len(items))
-    self.ctx.item_ids, self.ctx.user_ids = list(items), list(users)
+    self.ctx = self.ctx.with_ids(items, users)
 
   # ------------------------------------------------------------------ evaluation
   def eval_rows(self, split_name: str) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The IDGenRec loop on a tiny synthetic catalogue: phases run, IDs are regenerated, and a run
 stopped after a checkpoint and resumed ends exactly as an uninterrupted run."""
+import dataclasses
 import functools
 import logging
 import os
@@ -230,7 +231,7 @@ def test_validation_sample_and_full_test(parts, monkeypatch):
     return {"hit@1": 0.0}
   monkeypatch.setattr(alternating.evaluator, "evaluate_split", fake_evaluate)
   ctx = _context(parts)
-  ctx.max_eval_examples, ctx.valid_examples = None, 5
+  ctx = dataclasses.replace(ctx, max_eval_examples=None, valid_examples=5)
   loop = alternating.IdGenRecLoop(ctx)
   loop.evaluate("valid")
   loop.evaluate("test")
@@ -264,7 +265,7 @@ def test_test_sample(parts, monkeypatch):
   ctx = _context(parts)
   test = ctx.splits["test"]
   k = test.num_examples // 2
-  ctx.max_eval_examples, ctx.valid_examples, ctx.test_examples = None, None, k
+  ctx = dataclasses.replace(ctx, max_eval_examples=None, valid_examples=None, test_examples=k)
   calls = []
   orig = prompt_batches.PromptBatcher.by_history_length
   monkeypatch.setattr(prompt_batches.PromptBatcher, "by_history_length",
