@@ -1,4 +1,4 @@
-"""absl flags for the tools that are not gin entry points (`baselines`, `report`,
+"""absl flags for the tools that are not gin entry points (`baselines`, `report`, `systems.idgenrec.assign`,
 `experiments.table`, `data.stats`): one command-line style with `train` / `eval` / `infer`.
 
 A tool declares its flags, each with help text, in `define_flags(flag_values)` (returning their

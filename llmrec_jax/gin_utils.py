@@ -1,5 +1,6 @@
 """T5X-style command-line flags and gin parsing for our entry points (the only library module that
-imports gin; entry points use it, library code never does).
+touches gin's global configuration; entry points use it, library code never does: `model_sizes`
+only reads the size files with gin's parser).
 
 An entry point looks like::
 

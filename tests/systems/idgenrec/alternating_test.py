@@ -184,11 +184,12 @@ def test_sharded_loop_equals_one_device(parts):
   assert rec_one["train"]["loss"] == pytest.approx(rec_sharded["train"]["loss"], rel=1e-5)
 
 
-def test_training_applies_the_activation_sharding_constraints(parts):
-  """On the 4x2 mesh the rec train step is lowered under the logical axis rules: the network's
-  activation constraints appear in what XLA is given, with the 'model' axis on MLP activations.
-  The same step jitted without the rules (as before) carries none of them."""
-  part = partitioning.PjitPartitioner(num_partitions=2)
+@pytest.mark.parametrize("num_partitions", [2, 4])   # meshes data 4 x model 2, data 2 x model 4
+def test_training_applies_the_activation_sharding_constraints(parts, num_partitions):
+  """On 8 simulated devices the rec train step is lowered under the logical axis rules: the
+  network's activation constraints appear in what XLA is given, with the 'model' axis on MLP
+  activations. The same step jitted without the rules carries none of them."""
+  part = partitioning.PjitPartitioner(num_partitions=num_partitions)
   loop = alternating.IdGenRecLoop(_context(parts, partitioner=part))
   batch = phase_batches.build(phase_batches.source(loop.ctx), loop.ctx,
                               phase_batches.rows_at(lambda e: phase_batches.phase_order(loop.ctx, 0, "rec", e), 0, 8),
