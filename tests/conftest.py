@@ -33,6 +33,21 @@ def shared_dir() -> pathlib.Path:
   return SHARED
 
 
+# The longest test files (warm-cache seconds, `pytest --durations=0`, 2026-12-06), run first: with
+# `-n 2 --dist loadfile` xdist hands out files in collection order, and a long file handed out
+# last leaves the other worker idle until it ends (longest first keeps both busy to the end).
+LONGEST_FILES = ("demo_quality_test.py", "alternating_test.py", "demo_test.py", "launch_test.py",
+                 "decoder_model_test.py", "models_test.py", "decoder_only_test.py",
+                 "stream_id_phase_test.py", "id_phase_test.py", "stream_training_test.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+  """Moves the tests of `LONGEST_FILES` to the front, in that order (stable otherwise)."""
+  del session, config
+  rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_sessionfinish(session, exitstatus):
   """With ../shared present nothing may skip: a skip there means a broken install or a missing
   file, so the run fails (the skip reasons are in the summary: `make test` passes `-rs`)."""
