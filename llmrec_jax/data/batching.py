@@ -22,6 +22,21 @@ def shift_right(targets_BxT: np.ndarray, bos_id: int = 0) -> np.ndarray:
   return out_BxT
 
 
+def pad_rows(rows: Sequence[Sequence[int]], length: int, fill: int = 0) -> np.ndarray:
+  """int32 [len(rows), length]: each row's first `length` values, then `fill`."""
+  out_BxL = np.full((len(rows), length), fill, np.int32)
+  for i, r in enumerate(rows):
+    r = list(r)[:length]
+    out_BxL[i, :len(r)] = r
+  return out_BxL
+
+
+def decoder_features(targets_BxT: np.ndarray) -> dict[str, np.ndarray]:
+  """The decoder keys of an encoder-decoder batch for padded targets (0 = padding)."""
+  return {"decoder_input_tokens": shift_right(targets_BxT), "decoder_target_tokens": targets_BxT,
+          "decoder_loss_weights": (targets_BxT > 0).astype(np.float32)}
+
+
 def encdec_batches(ds, task_feature_lengths: Mapping[str, int], batch_size: int, *, drop_remainder: bool = True,
                    passthrough: Sequence[str] = (), bos_id: int = 0):
   """Tokenized {'inputs', 'targets'} examples -> batches of unpacked encoder-decoder features.

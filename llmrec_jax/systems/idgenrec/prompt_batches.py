@@ -24,19 +24,21 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from llmrec_jax.data import prompts
+from llmrec_jax.data import batching, prompts
 from llmrec_jax.data import splits as splits_lib
 from llmrec_jax.indexing.item_tokens import ItemTokens
 
 PLACEHOLDER_ID = 2  # <unk>: any non-pad id, so the position is attended (mask = token > 0)
 
 
-def _pad_rows(rows: Sequence[Sequence[int]], length: int) -> np.ndarray:
-  out = np.zeros((len(rows), length), np.int32)
-  for i, r in enumerate(rows):
-    r = list(r)[:length]
-    out[i, :len(r)] = r
-  return out
+def cut_to_bucket(enc_BxS: np.ndarray, slot_BxS: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+  """Both cut to the batch's longest prompt rounded up to `multiple` (0: kept whole), so a few
+  encoder lengths compile instead of one per batch."""
+  if not multiple:
+    return enc_BxS, slot_BxS
+  longest = int((enc_BxS > 0).sum(axis=1).max())
+  s = min(enc_BxS.shape[1], -(-longest // multiple) * multiple)
+  return enc_BxS[:, :s], slot_BxS[:, :s]
 
 
 @dataclasses.dataclass
@@ -118,27 +120,15 @@ class PromptBatcher:
     return self.free_running_steps or self.id_len
 
   def _prompts(self, user_ids, histories, template_idx):
-    b = len(user_ids)
-    enc_BxS = np.zeros((b, self.input_len), np.int32)
-    slot_BxS = np.full((b, self.input_len), -1, np.int32)
-    hist_BxH = np.full((b, self.num_history), -1, np.int32)
-    for i in range(b):
-      tokens, slots, hist = self._layout(self.templates[template_idx[i]], user_ids[i], histories[i])
-      enc_BxS[i, :len(tokens)] = tokens
-      slot_BxS[i, :len(slots)] = slots
-      hist_BxH[i, :len(hist)] = hist
-    if self.length_bucket:
-      longest = int((enc_BxS > 0).sum(axis=1).max())
-      s = min(self.input_len, -(-longest // self.length_bucket) * self.length_bucket)
-      enc_BxS, slot_BxS = enc_BxS[:, :s], slot_BxS[:, :s]
-    return enc_BxS, slot_BxS, hist_BxH
+    layouts = [self._layout(self.templates[t], u, h) for u, h, t in zip(user_ids, histories, template_idx)]
+    enc_BxS, slot_BxS = cut_to_bucket(batching.pad_rows([l[0] for l in layouts], self.input_len),
+                                      batching.pad_rows([l[1] for l in layouts], self.input_len, fill=-1),
+                                      self.length_bucket)
+    return enc_BxS, slot_BxS, batching.pad_rows([l[2] for l in layouts], self.num_history, fill=-1)
 
   def _targets(self, targets):
-    tgt_BxT = _pad_rows([self.item_tokens.tokens(t) + [self.eos_id] for t in targets], self.target_len)
-    dec_in_BxT = np.zeros_like(tgt_BxT)
-    dec_in_BxT[:, 1:] = tgt_BxT[:, :-1]
-    return {"decoder_input_tokens": dec_in_BxT, "decoder_target_tokens": tgt_BxT,
-            "decoder_loss_weights": (tgt_BxT > 0).astype(np.float32)}
+    return batching.decoder_features(batching.pad_rows(
+        [self.item_tokens.tokens(t) + [self.eos_id] for t in targets], self.target_len))
 
   def item_id_tokens(self, item: int) -> list[int]:
     """Current ID tokens of `item` without EOS."""
@@ -196,17 +186,16 @@ class PromptBatcher:
     if self.item_texts is None:
       raise ValueError("ID-phase batches need item_texts")
     if self._text_NxL is None:
-      self._text_NxL = _pad_rows([self.encode(t) + [self.eos_id] for t in self.item_texts],
-                                 self.text_len)
+      self._text_NxL = batching.pad_rows([self.encode(t) + [self.eos_id] for t in self.item_texts],
+                                         self.text_len)
     c = self._c
     enc_BxS, slot_BxS, hist_BxH = self._prompts(user_ids, histories, template_idx)
     items_N = hist_BxH.reshape(-1)
     real_N = items_N >= 0
     text_NxL = np.where(real_N[:, None], self._text_NxL[np.maximum(items_N, 0)], 0)
     ids = [self.item_tokens.tokens(x) + [self.eos_id] if x >= 0 else [] for x in items_N]
-    id_targets_NxC = _pad_rows(ids, c if self.free_running_steps is None else self.id_len)
-    id_inputs_NxC = np.zeros_like(id_targets_NxC)
-    id_inputs_NxC[:, 1:] = id_targets_NxC[:, :-1]
+    id_targets_NxC = batching.pad_rows(ids, c if self.free_running_steps is None else self.id_len)
+    id_inputs_NxC = batching.shift_right(id_targets_NxC)
     return {
         "item_text_tokens": text_NxL.astype(np.int32),
         "item_id_inputs": id_inputs_NxC,

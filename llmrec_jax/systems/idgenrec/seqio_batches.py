@@ -22,21 +22,20 @@ from llmrec_jax.data import batching, prompt_token_tasks
 from llmrec_jax.data.id_tables import IdTable
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import LooSplit
-
-
-def _pad_rows(rows: Sequence[Sequence[int]], length: int) -> np.ndarray:
-  out = np.zeros((len(rows), length), np.int32)
-  for i, r in enumerate(rows):
-    r = list(r)[:length]
-    out[i, :len(r)] = r
-  return out
+from llmrec_jax.systems.idgenrec import prompt_batches
 
 
 def set_provider_ids(provider, data: RecData, item_ids: Sequence[str], user_ids: Sequence[str],
-                     phase: int = 0) -> None:
-  """Points `provider` at the loop's ID lists (per item / user index), e.g. after regeneration."""
+                     phase: int = 0) -> bool:
+  """Points `provider` at the loop's ID lists (per item / user index), e.g. after regeneration.
+  Returns False, and leaves the provider (and the tasks' encoded IDs) as they are, when it
+  already holds these IDs: the loop calls this for every phase and evaluation."""
+  if (provider.item.for_ids(data.item_ids) == list(item_ids)
+      and provider.user.for_ids(data.user_ids) == list(user_ids)):
+    return False
   provider.set(item=IdTable("item", phase, dict(zip(data.item_ids, item_ids))),
                user=IdTable("user", phase, dict(zip(data.user_ids, user_ids))))
+  return True
 
 
 class SeqioPromptBatches:
@@ -64,20 +63,12 @@ class SeqioPromptBatches:
     spec = self.prep.spec
     rows = self.prep.rows(prompt_token_tasks.index_rows(self.split, example_idx, template_idx,
                                                         spec.num_history))
-    b = len(rows)
-    enc_BxS = np.zeros((b, spec.input_len), np.int32)
-    slot_BxS = np.full((b, spec.input_len), -1, np.int32)
-    for i, r in enumerate(rows):
-      enc_BxS[i, :len(r["inputs"])] = r["inputs"]
-      slot_BxS[i, :len(r["soft_slot"])] = r["soft_slot"]
-    if self.length_bucket:
-      longest = int((enc_BxS > 0).sum(axis=1).max())
-      s = min(spec.input_len, -(-longest // self.length_bucket) * self.length_bucket)
-      enc_BxS, slot_BxS = enc_BxS[:, :s], slot_BxS[:, :s]
+    enc_BxS, slot_BxS = prompt_batches.cut_to_bucket(
+        batching.pad_rows([r["inputs"] for r in rows], spec.input_len),
+        batching.pad_rows([r["soft_slot"] for r in rows], spec.input_len, fill=-1), self.length_bucket)
     hist_BxH = np.stack([r["history_items"] for r in rows]).astype(np.int32)
-    tgt_BxT = _pad_rows([r["targets"] for r in rows], self.prep.snapshot().target_len)
-    targets = {"decoder_input_tokens": batching.shift_right(tgt_BxT), "decoder_target_tokens": tgt_BxT,
-               "decoder_loss_weights": (tgt_BxT > 0).astype(np.float32)}
+    targets = batching.decoder_features(batching.pad_rows([r["targets"] for r in rows],
+                                                          self.prep.snapshot().target_len))
     return enc_BxS, slot_BxS, hist_BxH, targets
 
   def rec_batch(self, example_idx, template_idx) -> dict[str, np.ndarray]:
@@ -93,14 +84,14 @@ class SeqioPromptBatches:
       raise ValueError("ID-phase batches need item_texts")
     sp, eos = self.prep.sp, self.prep.spec.eos_id
     if self._text_NxL is None:
-      self._text_NxL = _pad_rows([sp.encode(t) + [eos] for t in self.item_texts], self.text_len)
+      self._text_NxL = batching.pad_rows([sp.encode(t) + [eos] for t in self.item_texts], self.text_len)
     enc_BxS, slot_BxS, hist_BxH, targets = self._prompts(example_idx, template_idx)
     snap = self.prep.snapshot()
     items_N = hist_BxH.reshape(-1)
     real_N = items_N >= 0
     text_NxL = np.where(real_N[:, None], self._text_NxL[np.maximum(items_N, 0)], 0)
     ids = [snap.item_tokens.tokens(x) + [eos] if x >= 0 else [] for x in items_N]
-    id_targets_NxC = _pad_rows(ids, snap.id_len)
+    id_targets_NxC = batching.pad_rows(ids, snap.id_len)
     return {
         "item_text_tokens": text_NxL.astype(np.int32),
         "item_id_inputs": batching.shift_right(id_targets_NxC),

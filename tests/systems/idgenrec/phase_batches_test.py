@@ -69,3 +69,16 @@ def test_evaluation_batches_and_item_tokens_equal_through_the_tasks(ctx):
   assert len(got) == len(want) == 3 and "excluded_items" in got[0]
   for a, b in zip(got, want):
     _equal(a, b)
+
+
+def test_unchanged_ids_keep_the_tasks_encoded_ids(ctx):
+  """Every phase and evaluation re-points the task at the loop's IDs; when they did not change,
+  the provider (and the snapshot of encoded IDs it versions) stays as it is."""
+  provider = phase_batches.seqio_source(ctx).prep.provider
+  version = provider.version
+  phase_batches.seqio_source(ctx, "valid")
+  phase_batches.seqio_source(ctx, for_id_phase=True)
+  assert provider.version == version
+  rotated = [" ".join(t.split()[1:] + t.split()[:1]) for t in ctx.item_ids]
+  phase_batches.seqio_source(dataclasses.replace(ctx, item_ids=rotated))
+  assert provider.version == version + 1 and provider.item.for_ids(ctx.data.item_ids) == rotated
