@@ -35,7 +35,8 @@ def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: O
   batcher = prompt_batches.PromptBatcher(
       r.tokenizer.encode, None, r.item_ids, idgenrec.load_templates(r.run.template_set).train,
       num_history=r.run.max_his, input_len=r.run.input_len, id_len=r.run.id_len,
-      target_len=r.run.id_len, grow_lengths=True)  # as long as the IDs training used
+      target_len=r.run.id_len, grow_lengths=True,  # as long as the IDs training used
+      truncation=r.run.truncation)
   ranker = evaluation.PromptRanker(
       evaluation.make_topk_fn(r.model, decode), r.params,
       batcher.item_tokens.trie(r.model.module.config.vocab_size),

@@ -42,7 +42,7 @@ def infer(*, model_dir: str, users: Sequence[str] = (), history: Sequence[str] =
   items, scores = inference.recommend(
       r, [q[2] for q in queries], [q[1] for q in queries], top_k=top_k,
       templates=idgenrec.load_templates(r.run.template_set), input_len=r.run.input_len,
-      id_len=r.run.id_len, max_his=r.run.max_his,
+      id_len=r.run.id_len, max_his=r.run.max_his, truncation=r.run.truncation,
       exclude=[q[2] for q in queries] if exclude_seen else None)
   out = []
   for (name, _, _), row_items, row_scores in zip(queries, items, scores):

@@ -4,7 +4,8 @@ Flags as `t5x.train`: --gin_file (repeatable), --gin_bindings, --gin.NAME=VALUE,
 --tfds_data_dir, and the multi-host flags. Our gin_configs/ is always on the search path.
 Writes to MODEL_DIR: config.gin, run_config.json (`run_record.RunRecord`) and spiece.model,
 checkpoints (`checkpoints.layout`: recommender/, generator/), metrics.jsonl, TensorBoard
-events, id tables per phase and results.json (per phase + best on validation).
+events, id tables per phase and results.json (per phase + `best`: the phase best on validation,
+or the last one with `Schedule.select_best=False`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from llmrec_jax import model_sizes, models, network
 from llmrec_jax import partitioning
 from llmrec_jax.data import id_tables, item_text, shared_paths, splits as splits_lib
 from llmrec_jax.evaluation import generative as evaluation
-from llmrec_jax.indexing import text_tokens
+from llmrec_jax.indexing import text_tokens, uniqueness
 from llmrec_jax.systems.idgenrec import alternating, id_phase, components as idgenrec
 from llmrec_jax.systems.idgenrec import bootstrap, run_record
 from llmrec_jax.systems.idgenrec import setup_cache, stream_id_phase, stream_training
@@ -43,6 +44,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
           loss_normalizing_factor: str = "NUM_REAL_TARGET_TOKENS",
           schedule: alternating.Schedule = alternating.Schedule(),
           id_options: id_phase.IdPhaseOptions = id_phase.IdPhaseOptions(),
+          id_assignment: uniqueness.IdAssignment = uniqueness.IdAssignment(),
           decode: evaluation.DecodeOptions = evaluation.DecodeOptions(),
           input_len: int = 256, target_len: int = 16, text_len: int = 64, id_len: int = 16,
           eval_batch_size: int = 32, max_eval_examples: Optional[int] = None,
@@ -62,6 +64,9 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   streams of the users' item IDs: `stream` sets its budget, `stream_ids` its alternation with
   ID phases, which needs the learned IDs, `initial_ids='bootstrap'`).
 
+  `id_assignment` (gin `uniqueness.IdAssignment`) picks how generated IDs are made unique and
+  whether generated and title IDs keep case.
+
   `partitioner` shards both train steps over its ('data', 'model') mesh (the gin files bind
   `partitioning.PjitPartitioner.num_partitions`, as T5X); None trains on the default device.
   `on_start(model_dir)` runs once the arguments are bound (the CLI writes config.gin there)."""
@@ -76,17 +81,23 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
   texts = _item_texts(data)
   tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
-                                     initial_ids=initial_ids, item_texts=texts)
+                                     initial_ids=initial_ids, item_texts=texts,
+                                     keep_case=id_assignment.keep_case)
   run_record.RunRecord(  # what `eval` / `infer` rebuild the run from (DATA_DIR absolute)
       data_dir=_absolute_data_dir(data_dir), rec_size=rec_size, vocab_size=vocab_size,
       template_set=template_set, input_len=input_len, id_len=id_len, max_his=schedule.max_his,
       synthetic_users=synthetic_users, synthetic_items=synthetic_items, seed=schedule.seed,
+      truncation=schedule.truncation.value,
   ).save(model_dir)
   # What the bootstrap and the initial IDs depend on: a restart with these settings reuses them.
   cache_key = {"data_dir": _absolute_data_dir(data_dir), "initial_ids": initial_ids, "gen_size": gen_size,
                "bootstrap_steps": bootstrap_steps, "seed": schedule.seed, "text_len": text_len,
                "vocab_size": vocab_size, "leaky_user_ids": leaky_user_ids, "rec_form": rec_form,
-               "gen_checkpoint": gen_checkpoint}
+               "gen_checkpoint": gen_checkpoint,
+               # only when not lowercase level-by-level (the settings before it existed), so the
+               # saved setups of earlier runs keep their key
+               **({"id_assignment": dataclasses.asdict(id_assignment)}
+                  if id_assignment != uniqueness.IdAssignment(keep_case=False) else {})}
   if gen_checkpoint or not idgenrec.needs_bootstrap(initial_ids, schedule):
     gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
                                                 seed=schedule.seed + 1, checkpoint=gen_checkpoint)
@@ -98,12 +109,13 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
         cache_key=cache_key)
   assigner = idgenrec.GeneratorAssigner(
       gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
-      options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len),
-      bootstrap_steps=bootstrap_steps if boot else None,
+      options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len,
+                                        hf_semantics=id_assignment.group_search),
+      bootstrap_steps=bootstrap_steps if boot else None, assignment=id_assignment,
   ) if idgenrec.needs_generator(initial_ids, schedule) else None  # fixed IDs: no generator at all
   item_ids, user_ids = _initial_ids(initial_ids, data, data_dir, assigner, gen_params, tokenizer,
                                     seed=schedule.seed, rec_form=rec_form, model_dir=model_dir,
-                                    cache_key=cache_key)
+                                    cache_key=cache_key, keep_case=id_assignment.keep_case)
   writer, log_fn = _metric_logger(model_dir)
   if rec_form == "decoder_only":
     generator = None if stream_ids.rounds == 1 else (
@@ -128,6 +140,7 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
       prompt_tasks=_prompt_tasks(model_dir, data, templates, schedule, id_options, lengths, item_ids, user_ids))
   summary = _run_loop(ctx, max_optimizer_steps)
   summary["train_examples"] = split["train"].num_examples
+  summary["decode"] = dataclasses.asdict(decode)  # which search (and scoring) made the metrics
   return _finish(model_dir, summary, writer, data.name, boot, assigner)
 
 
@@ -190,8 +203,8 @@ def _bootstrapped_generator(data, texts, tokenizer, vocab_size: int, *, gen_size
 
 
 def _initial_ids(initial_ids: str, data, data_dir: str, assigner, gen_params, tokenizer, *,
-                 seed: int, rec_form: str, model_dir: str, cache_key: dict[str, Any]
-                 ) -> tuple[list[str], list[str]]:
+                 seed: int, rec_form: str, model_dir: str, cache_key: dict[str, Any],
+                 keep_case: bool = False) -> tuple[list[str], list[str]]:
   """(item IDs, user IDs) of round 0; loaded from MODEL_DIR's `initial_ids.json` when this run
   wrote them before (`setup_cache`), with the assigner's stats."""
   cached = setup_cache.load_initial_ids(model_dir, cache_key)
@@ -206,22 +219,25 @@ def _initial_ids(initial_ids: str, data, data_dir: str, assigner, gen_params, to
   else:
     item_ids, user_ids = idgenrec.initial_ids(initial_ids, data, data_dir, assigner=assigner,
                                               gen_params=gen_params, encode=tokenizer.encode,
-                                              seed=seed)
+                                              seed=seed, keep_case=keep_case)
   setup_cache.save_initial_ids(model_dir, item_ids, user_ids, assigner.stats if assigner else {},
                                cache_key)
   return item_ids, user_ids
 
 
 def _tokenizer(model_dir: str, data, data_dir: str, vocab_path: Optional[str],
-               dataset_vocab_size: int, *, initial_ids: str, item_texts: Sequence[str]):
+               dataset_vocab_size: int, *, initial_ids: str, item_texts: Sequence[str],
+               keep_case: bool = False):
   """(tokenizer, vocab size); the model file is copied to MODEL_DIR.
 
   A dataset vocabulary also learns what the IDs of `initial_ids` are made of: the released
   reference IDs ('reference'), or the lowercase item text that title IDs and the generator's IDs
   are cut from ('title', 'bootstrap'; IDs are normalised to lowercase words, and a vocabulary of
-  cased text alone spells 'neosporin' in 7 pieces where it has one for 'Neosporin')."""
+  cased text alone spells 'neosporin' in 7 pieces where it has one for 'Neosporin'). With
+  `keep_case` the IDs are cased item text, which the vocabulary learns anyway: no lowercase copy."""
   fixed = [id_tables.load_reference_ids(data_dir)] if initial_ids == "reference" and not vocab_path else []
-  lower = [t.lower() for t in item_texts] if initial_ids in ("title", "bootstrap") and not vocab_path else []
+  cut_from_text = initial_ids in ("title", "bootstrap") and not vocab_path and not keep_case
+  lower = [t.lower() for t in item_texts] if cut_from_text else []
   tokenizer, vocab_size, spm_path = idgenrec.load_tokenizer(
       vocab_path, data, dataset_vocab_size=dataset_vocab_size, fixed_ids=fixed, extra_texts=lower)
   shutil.copyfile(spm_path, os.path.join(model_dir, RUN_VOCAB))
@@ -260,7 +276,8 @@ def _prompt_tasks(model_dir: str, data, templates, schedule: alternating.Schedul
       name, data, seqio.SentencePieceVocabulary(os.path.join(model_dir, RUN_VOCAB)), provider, templates,
       overwrite=True, max_his=schedule.max_his, input_len=lengths["input_len"], id_len=lengths["id_len"],
       target_len=lengths["target_len"], sample_num=schedule.sample_num, seed=schedule.seed,
-      free_running_steps=id_options.free_running_steps if free_running else None, grow_lengths=True)
+      free_running_steps=id_options.free_running_steps if free_running else None, grow_lengths=True,
+      truncation=schedule.truncation)
 
 
 def _finish(model_dir: str, summary: dict[str, Any], writer, dataset: str, boot: dict,

@@ -1,6 +1,7 @@
 """Every shipped gin file parses and binds only parameters that exist, with values the config
 classes accept; the ablation files select their scheme and the CPU budget cannot undo it."""
 import pathlib
+import re
 import sys
 
 import gin
@@ -96,3 +97,81 @@ def test_an_ablation_after_the_tiny_file_keeps_the_tiny_sizes(gin_env, scheme):
   assert b["initial_ids"] == SCHEMES[scheme]
   assert b["rec_size"] == b["gen_size"] == "t5_tiny" and b["data_dir"] == "synthetic"
   assert b["schedule"].rounds == 2 and b["schedule"].rec_epochs == 3.0
+
+
+def _value(x):
+  return x.value if hasattr(x, "value") else x
+
+
+# (the bound value's path in train()'s arguments, a regex whose group 1 is the official value in
+# ../shared/notes/idgenrec_reference.md, converter of that text to our value). The values come
+# from the note, not from this file: a wrong official.gin or a note that says otherwise fails.
+OFFICIAL_FROM_NOTE = [
+    ("schedule.rounds", r"--rounds (\d+)", int),
+    ("schedule.id_batch_size", r"--id_batch_size (\d+)", int),
+    ("schedule.rec_batch_size", r"--rec_batch_size (\d+)", int),
+    ("schedule.sample_num", r"--sample_num (\d+)", int),
+    ("schedule.max_his", r"--max_his (\d+)", int),
+    ("schedule.rec_lr", r"--rec_lr (\S+)", float),
+    ("schedule.id_lr", r"--id_lr (\S+)", float),
+    ("schedule.id_epochs", r"--id_epochs (\d+)", float),
+    ("schedule.rec_epochs", r"--rec_epochs (\d+)", float),
+    ("schedule.alt_style", r"--alt_style (\w+)", str),
+    ("schedule.replicas", r"--gpu ([\d,]+)", lambda s: len(s.split(","))),
+    ("schedule.warmup_prop", r"`warmup_prop=([\d.]+)`", float),
+    ("schedule.weight_decay", r"`weight_decay=([\d.]+)`", float),
+    ("schedule.clip_norm", r"`clip=([\d.]+)`", float),
+    ("schedule.seed", r"`seed=(\d+)`", int),
+    ("schedule.select_best", r"`valid_select=(\d)`", lambda s: bool(int(s))),
+    ("exclude_seen", r"`test_filtered=(\d)`", lambda s: bool(int(s))),
+    ("input_len", r"`truncation=True, max_length=(\d+)`", int),
+    ("schedule.truncation", r"`(truncation)=True, max_length=\d+`", lambda s: "right"),
+    ("text_len", r"tokenized with `max_length=(\d+), truncation=True`", int),
+    ("id_options.free_running_steps", r"greedy \(num_beams=1\), max_length=(\d+)", lambda s: int(s) - 1),
+    ("id_options.mixing", r"`soft_weights=\{(\w+)\(ref\)", str.upper),
+    ("decode.num_beams", r"`generate\(num_beams=(\d+), num_return_sequences", int),
+    ("decode.length_penalty", r"default length_penalty ([\d.]+)", float),
+]
+# Official behaviours the note states in words: (path, our value for it, the note's words).
+OFFICIAL_IN_WORDS = [
+    ("leaky_user_ids", True, "This is the data-leakage bug"),
+    ("loss_normalizing_factor", "IDGENREC_OFFICIAL", "pad id 0 NOT replaced by -100"),
+    ("initial_ids", "reference", "`item_generative_indexing_phase_0.txt`"),
+    ("id_options.generator_mode", "FREE_RUNNING_GREEDY", "NO teacher forcing"),
+    ("id_options.free_running_rules", "HF426", "greedy (num_beams=1), max_length=10, min_length=1"),
+    ("id_options.rec_dropout", True, "so rec\n     dropout is ON"),
+    ("id_options.generator_dropout", True, "both models in train mode"),
+    ("schedule.id_phase_ids", "initial", "never rebuilt (the new one is assigned to a local)"),
+    ("schedule.weight_decay_mask", "ALL_BUT_RELPOS_BIAS", "only matches `relative_attention_bias`"),
+    ("id_assignment.resolution", "item_by_item", "one item at a time, in file order"),
+    ("id_assignment.keep_case", True, 'regex_findall(r"\\b\\w+\\b", decode(o, skip_special_tokens))'),
+    ("id_assignment.group_search", "4.26", "num_beam_groups=10 (1 beam/group)"),
+    ("decode.search", "hf", "`generate(num_beams=10, num_return_sequences=10, max_length=50)`"),
+]
+
+
+def _bound(b, path):
+  first, *rest = path.split(".")
+  value = b[first]
+  for name in rest:
+    value = getattr(value, name)
+  return _value(value)
+
+
+def test_official_gin_holds_every_official_value_of_the_reference_note(gin_env, shared_dir):
+  del gin_env
+  note = (shared_dir / "notes" / "idgenrec_reference.md").read_text(encoding="utf-8")
+  _parse(["idgenrec.gin", "runs/official.gin"])
+  b = gin.get_bindings(train_lib.train, resolve_references=True)
+  for path, pattern, convert in OFFICIAL_FROM_NOTE:
+    found = re.search(pattern, note)
+    assert found, f"the note no longer says {pattern!r}"
+    assert _bound(b, path) == convert(found.group(1)), path
+  for path, ours, words in OFFICIAL_IN_WORDS:
+    assert words in note, f"the note no longer says {words!r}"
+    assert _bound(b, path) == ours, path
+  assert b["vocab_path"].endswith("t5_spiece.model")
+  # The header's table names every switch it sets.
+  header = (GIN_DIR / "runs" / "official.gin").read_text(encoding="utf-8").split("from __gin__")[0]
+  for path, *_ in OFFICIAL_FROM_NOTE + OFFICIAL_IN_WORDS:
+    assert path.split(".")[-1] in header, path

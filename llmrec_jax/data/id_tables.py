@@ -1,4 +1,4 @@
-"""Textual-ID tables: raw item / user id -> textual ID (lowercase words), as files and in memory.
+"""Textual-ID tables: raw item / user id -> textual ID (`\\b\\w+\\b` words), as files and in memory.
 
 File format (the IDGenRec one): one entry a line, `RAW_ID textual id words` (split on the first
 whitespace), optionally gzipped. Reference IDs released by the IDGenRec authors ship as
@@ -28,9 +28,14 @@ class IdKind(str, enum.Enum):
   USER = "user"
 
 
-def normalize_id(text: str) -> str:
-  """Lowercase `\\b\\w+\\b` words joined by single spaces (the official normalisation of generated IDs)."""
-  return " ".join(_WORD.findall(text.lower()))
+def normalize_id(text: str, keep_case: bool = False) -> str:
+  """The `\\b\\w+\\b` words of `text` joined by single spaces, lowercased unless `keep_case`.
+
+  `keep_case=True` is the official normalisation of generated IDs (IDGenRec's
+  `" ".join(re.findall(r"\\b\\w+\\b", decoded))` keeps case); lowercasing merges IDs that differ
+  only in case ("OPI Top Coat" / "opi top coat").
+  """
+  return " ".join(_WORD.findall(text if keep_case else text.lower()))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -5,8 +5,8 @@ Source (`index_rows`): a leave-one-out split as index rows, no text: `example_in
 oldest first, -1 padded at the end).
 Preprocessor (`TokenizePrompts`): reads the ID tables from the `IdProvider` when the dataset is
 built (IDs change between training phases), renders and tokenizes each row with
-`prompt_tokens.tokenize_prompt` (its `input_len` is `sequence_length['inputs']`, else the spec's)
-and adds
+`prompt_tokens.tokenize_prompt` (its `input_len` is `sequence_length['inputs']`, else the spec's;
+a longer prompt is cut as the spec's `truncation` says) and adds
   inputs          int32 [<= S]  the whole prompt's tokens, EOS last
   targets         int32 [n]     the rendered output tokenized, EOS last
   soft_slot       int32 [len(inputs)]  h * C + t at token t of kept history item h, else -1
@@ -54,8 +54,10 @@ class PromptTokenSpec:
   # IDs longer than id_len / target_len allow grow both to fit (`ItemTokens.fit_length`) instead
   # of raising: for IDs a generator lengthens.
   grow_lengths: bool = False
+  truncation: prompt_tokens.Truncation = prompt_tokens.Truncation.DROP_OLDEST
 
   def __post_init__(self):
+    object.__setattr__(self, "truncation", prompt_tokens.Truncation(self.truncation))
     if self.kind not in KINDS or self.max_his < 2 or self.sample_num < 1:
       raise ValueError(f"PromptTokenSpec: kind in {KINDS}, max_his >= 2, sample_num >= 1: {self}")
     if self.free_running_steps is not None and self.kind != "id":
@@ -130,10 +132,11 @@ class TokenizePrompts:
         self.sp, template, user_id=snap.user_ids[user_index], history=names,
         id_tokens=[snap.item_tokens.tokens(i) for i in hist], input_len=input_len,
         slot_stride=self.slot_stride(snap), sep=self.spec.sep, eos_id=self.spec.eos_id,
-        free_running_steps=self.spec.free_running_steps)
+        free_running_steps=self.spec.free_running_steps, truncation=self.spec.truncation)
     self.misaligned += out.misaligned
+    kept = hist[out.first_item:out.end_item]
     kept_H = np.full(len(history_H), -1, np.int32)
-    kept_H[:len(hist) - out.first_item] = hist[out.first_item:]
+    kept_H[:len(kept)] = kept
     x, y = render_prompt(template, user_id=snap.user_ids[user_index], history=names[out.first_item:],
                          target=snap.item_ids[target_index], sep=self.spec.sep)
     target_tokens = (snap.item_tokens.tokens(target_index) if template.output == "{target}"

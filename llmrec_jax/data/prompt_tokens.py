@@ -19,18 +19,29 @@ colon, so its first piece loses its leading "▁") keeps its hard tokens (all -1
 `misaligned`: splicing one-hot soft IDs then reproduces the rec-phase prompt token for token.
 Free-running generation (`free_running_steps=F`): each kept item's tokens are replaced by F
 placeholder tokens with slots h * C + 0..F-1 (C = F).
-Truncation: the oldest history items are dropped until the prompt (with EOS) fits `input_len`;
-one item that does not fit raises ValueError.
+Truncation (`Truncation`), of a prompt longer than `input_len` tokens with EOS:
+  * 'drop_oldest': the oldest history items are dropped until the prompt fits; one item that does
+    not fit raises ValueError;
+  * 'right' (HF `truncation=True`, the official collator): the first input_len - 1 tokens and EOS.
+    The slots beyond the cut go with their tokens; the prompt holds the items with at least one
+    token left (`end_item`), the last one possibly in part.
 """
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 from typing import Optional, Sequence
 
 from llmrec_jax.data.prompts import HISTORY_SEP, Template
 
 PLACEHOLDER_ID = 2  # <unk>: any non-pad id, so the position is attended (mask = token > 0)
+
+
+class Truncation(str, enum.Enum):
+  """How a prompt longer than `input_len` is cut (module docstring)."""
+  DROP_OLDEST = "drop_oldest"  # ours: whole history items, oldest first
+  RIGHT = "right"  # the official HF collator: the first input_len - 1 tokens, then EOS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +51,16 @@ class PromptTokens:
   Attributes:
     tokens: token ids, EOS last.
     slots: soft slot per token (h * C + t, or -1).
-    first_item: the prompt holds `history[first_item:]` (the older items were dropped to fit).
+    first_item: the prompt holds `history[first_item:end_item]` (the older items were dropped
+      to fit).
     misaligned: kept items whose tokens inside the prompt differ from the ID tokenized alone.
+    end_item: None (to the end), or where the right truncation cut the history.
   """
   tokens: list[int]
   slots: list[int]
   first_item: int
   misaligned: int
+  end_item: Optional[int] = None
 
 
 def sentencepiece_of(tokenizer):
@@ -147,7 +161,8 @@ def _assemble(ids, ranges, id_tokens, slot_stride, free_running_steps, placehold
 def tokenize_prompt(sp, template: Template, *, user_id: str, history: Sequence[str],
                     id_tokens: Sequence[Sequence[int]], input_len: int, slot_stride: int,
                     sep: str = HISTORY_SEP, eos_id: int = 1, free_running_steps: Optional[int] = None,
-                    placeholder_id: int = PLACEHOLDER_ID) -> PromptTokens:
+                    placeholder_id: int = PLACEHOLDER_ID,
+                    truncation: Truncation | str = Truncation.DROP_OLDEST) -> PromptTokens:
   """Tokens and soft slots of one prompt (see the module docstring).
 
   Args:
@@ -159,7 +174,9 @@ def tokenize_prompt(sp, template: Template, *, user_id: str, history: Sequence[s
     input_len: S, the most tokens (EOS included).
     slot_stride: C in h * C + t; at least the longest ID's token count (or `free_running_steps`).
     free_running_steps: None (teacher forcing) or F placeholder tokens per item.
+    truncation: how a prompt over `input_len` is cut (`Truncation`).
   """
+  truncation = Truncation(truncation)
   sp = sentencepiece_of(sp)
   if not history or len(history) != len(id_tokens):
     raise ValueError(f"tokenize_prompt: {len(history)} history IDs and {len(id_tokens)} token lists")
@@ -172,12 +189,35 @@ def tokenize_prompt(sp, template: Template, *, user_id: str, history: Sequence[s
     return PromptTokens(tokens, slots, k, bad), ranges
 
   out, ranges = build(0)
+  if truncation is Truncation.RIGHT:
+    return _cut_right(out, _item_starts(ranges, free_running_steps), input_len, eos_id)
   if len(out.tokens) > input_len and len(history) > 1:
     out = _drop_oldest(build, out, ranges, input_len, len(history), free_running_steps)
   if len(out.tokens) > input_len:
     raise ValueError(f"a prompt with one history item needs {len(out.tokens)} > input_len={input_len} "
                      f"tokens: {template.input!r}")
   return out
+
+
+def _item_starts(ranges, free_running_steps):
+  """Where each item's tokens start in the assembled prompt (placeholders replace the ID tokens
+  in free-running generation)."""
+  starts, shift = [], 0
+  for a, b in ranges:
+    starts.append(a + shift)
+    if free_running_steps is not None:
+      shift += free_running_steps - (b - a)
+  return starts
+
+
+def _cut_right(out: PromptTokens, starts, input_len: int, eos_id: int) -> PromptTokens:
+  """`out` cut to its first input_len - 1 tokens and EOS when longer (HF's right truncation);
+  it then holds the items that start before the cut."""
+  if len(out.tokens) <= input_len:
+    return out
+  kept = sum(a < input_len - 1 for a in starts)
+  return dataclasses.replace(out, tokens=out.tokens[:input_len - 1] + [eos_id],
+                             slots=out.slots[:input_len - 1] + [-1], end_item=out.first_item + kept)
 
 
 def _drop_oldest(build, full, ranges, input_len, n, free_running_steps):
@@ -187,10 +227,7 @@ def _drop_oldest(build, full, ranges, input_len, n, free_running_steps):
   whitespace, so dropping an item removes its tokens and the separator's), then checks by
   tokenizing: steps k up while it does not fit, down while k - 1 fits.
   """
-  starts = [a for a, _ in ranges]
-  if free_running_steps is not None:  # placeholders replace each item's tokens
-    starts = [a + h * free_running_steps - sum(b - a for a, b in ranges[:h])
-              for h, (a, _) in enumerate(ranges)]
+  starts = _item_starts(ranges, free_running_steps)
   k = next((k for k in range(1, n) if len(full.tokens) - (starts[k] - starts[0]) <= input_len), n - 1)
   out, _ = build(k)
   while len(out.tokens) > input_len and k < n - 1:

@@ -11,15 +11,20 @@ Follows HF's group beam search (`BeamSearchScorer` + `BeamHypotheses` +
   penalised values are added to the beams' running scores (so penalties accumulate in the
   returned scores, as in HF), and the top 2*Kg (beam, token) candidates are ranked.
 * A candidate that is EOS and ranks in the top Kg becomes a finished hypothesis with score
-  `running / generated_len ** length_penalty` (generated_len counts new tokens incl. EOS);
-  the first Kg non-EOS candidates continue. Each group keeps its best Kg hypotheses.
-* A group is done when it holds Kg hypotheses and (`early_stopping=False`, HF's default) the
-  best candidate of this step, normalised at the current length, cannot beat the worst one;
-  `True`: done as soon as it holds Kg; `'never'`: bound at `max_decode_len` when
-  length_penalty > 0. A done group keeps stepping with pad tokens (score 0) and, as in HF,
-  those pads count in later groups' Hamming penalty.
-* At `max_decode_len` new tokens, the live beams of unfinished groups are added as hypotheses
-  (without EOS), normalised by `max_decode_len`.
+  `running / n ** length_penalty` (n = new tokens incl. EOS); the first Kg non-EOS candidates
+  continue.
+* Finished hypotheses go to pools (`group_pool`, `hf_semantics`): 'per_group' (newer
+  transformers; the default) keeps each group's best Kg and a done flag per group; '4.26'
+  (transformers 4.26.0, IDGenRec's pin) keeps one pool of the best G*Kg per example, shared by
+  every group, with one done flag per example.
+* A pool is done when it is full and (`early_stopping=False`, HF's default) the group's best
+  candidate of this step, normalised at the current length, cannot beat its worst hypothesis;
+  `True`: done as soon as it is full; `'never'` (per_group only): bound at `max_decode_len` when
+  length_penalty > 0. Done groups keep stepping with pad tokens (score 0) and, as in HF, those
+  pads count in later groups' Hamming penalty.
+* At `max_decode_len` new tokens, the live beams of unfinished pools are added as hypotheses
+  (without EOS), normalised by `max_decode_len` (per_group) or `max_decode_len + 1` (4.26: HF
+  4.26 divides by the length of `input_ids`, decoder start included).
 
 Length conventions: HF's `max_length` / `min_length` count the decoder start token; here
 `max_decode_len` = HF max_length - 1 new tokens and `min_decode_len` = HF min_length (EOS may be
@@ -27,9 +32,10 @@ the t-th new token only if t >= min_decode_len). So IDGenRec's `min_length=m, ma
 is `min_decode_len=m, max_decode_len=m+9`.
 
 Known differences from HF: beams other than beam 0 of a group start at -inf (HF: -1e9) and
--inf candidates never become hypotheses, so where HF would return ~-1e9-scored junk (fewer
-valid continuations than beams) we return score -inf slots; ties are broken by position.
-With `num_groups=1` this is HF's plain beam search (legacy `BeamSearchScorer` semantics).
+-inf candidates never become hypotheses, so where HF would return ~-1e9- or -inf-scored junk
+(fewer valid continuations than beams) we return score -inf slots; exact score ties are broken
+by position (HF: by insertion order). With `num_groups=1` this is HF's plain beam search
+(`hf_beam_search`).
 """
 from __future__ import annotations
 
@@ -42,15 +48,18 @@ import jax
 import jax.numpy as jnp
 
 from llmrec_jax.decoding import beams
+from llmrec_jax.decoding import group_pool
 
 NEG_INF = beams.NEG_INF
+HfSemantics = group_pool.HfSemantics
 
 
 @flax.struct.dataclass
 class GroupBeamResult:
-  """Finished hypotheses of every group, best first within each group."""
-  sequences_BxGxKxL: jax.Array  # int32; pad 0 after EOS
-  scores_BxGxK: jax.Array  # float32; -inf for empty slots
+  """Finished hypotheses of every pool, best first within each (P pools of N: per group,
+  P = G and N = Kg; shared (4.26), P = 1 and N = G * Kg)."""
+  sequences_BxPxNxL: jax.Array  # int32; pad 0 after EOS
+  scores_BxPxN: jax.Array  # float32; -inf for empty slots
 
 
 @flax.struct.dataclass
@@ -58,21 +67,21 @@ class GroupState:
   cur_index: jax.Array  # int32 scalar: new tokens so far
   run_logprobs_BxGK: jax.Array  # float32 running scores (incl. penalties)
   run_seqs_BxGKxL1: jax.Array  # int32, slot 0 = BOS
-  hyp_scores_BxGxK: jax.Array  # float32, best first
-  hyp_seqs_BxGxKxL1: jax.Array  # int32
-  done_BxG: jax.Array  # bool
+  hyp_scores_BxPxN: jax.Array  # float32, best first
+  hyp_seqs_BxPxNxL1: jax.Array  # int32
+  done_BxP: jax.Array  # bool
   cache: beams.PyTree  # leaves [B*G*K, ...]
   constraint_state: beams.PyTree  # leaves [B*G*K, ...]
 
 
 @flax.struct.dataclass
 class GroupStep:
-  """One group's share of a step (Kg = beams per group)."""
+  """One group's share of a step (Kg = beams per group) and its pool afterwards."""
   run_logprobs_BxKg: jax.Array  # float32 running scores of the continuing beams
   column_BxKg: jax.Array  # int32 logits column of their tokens (pad column when done)
   from_BxKg: jax.Array  # int32 flat beam (g*Kg + j) each one extends
-  hyp_scores_BxKg: jax.Array  # float32 the group's hypotheses, best first
-  hyp_seqs_BxKgxL1: jax.Array  # int32
+  hyp_scores_BxN: jax.Array  # float32 the group's pool, best first
+  hyp_seqs_BxNxL1: jax.Array  # int32
   done_B: jax.Array  # bool
 
 
@@ -94,6 +103,7 @@ class GroupSearchSpec:
   logits_mask_fn: Optional[Callable[[beams.DecodingState], jax.Array]]
   cache_offset: int
   column_token_ids: Optional[jax.Array]
+  pools: group_pool.PoolLayout
 
   def norm(self, n) -> jax.Array:
     """float32 n ** length_penalty, the hypothesis-score divisor at n new tokens."""
@@ -136,27 +146,6 @@ def group_candidates(lp_BxKgxV: jax.Array, run_BxKg: jax.Array, run_seqs_BxKgxL1
                        is_eos_BxN=tok_BxN == spec.eos_id)
 
 
-def merge_hypotheses(hyp_scores_BxKg: jax.Array, hyp_seqs_BxKgxL1: jax.Array,
-                     cands: beams.Candidates, done_B: jax.Array, divisor: jax.Array):
-  """The group's best Kg of its hypotheses and the finite EOS candidates ranked in the top Kg
-  (scored value / divisor), unless the group is done.
-
-  Returns:
-    (hyp_scores_BxKg, hyp_seqs_BxKgxL1), best first.
-  """
-  kg = hyp_scores_BxKg.shape[1]
-  rank_N = jnp.arange(cands.value_BxN.shape[1])
-  add_BxN = (cands.is_eos_BxN & (rank_N < kg)[None, :] & (cands.value_BxN > NEG_INF)
-             & ~done_B[:, None])
-  merged = jnp.concatenate(
-      [hyp_scores_BxKg, jnp.where(add_BxN, cands.value_BxN / divisor, NEG_INF)], axis=1)
-  scores_BxKg, pick_BxKg = jax.lax.top_k(merged, kg)
-  seqs_BxKgxL1 = jnp.take_along_axis(
-      jnp.concatenate([hyp_seqs_BxKgxL1, cands.seqs_BxNxL1], axis=1), pick_BxKg[:, :, None],
-      axis=1)
-  return scores_BxKg, seqs_BxKgxL1
-
-
 def continuations(cands: beams.Candidates, done_B: jax.Array, num_beams: int, pad_col):
   """The first Kg non-EOS candidates in rank order; a done group's beams stay in place and
   feed the pad column at score 0.
@@ -176,25 +165,19 @@ def continuations(cands: beams.Candidates, done_B: jax.Array, num_beams: int, pa
   return val_BxKg, col_BxKg, beam_BxKg
 
 
-def group_finished(hyp_scores_BxKg: jax.Array, value_BxN: jax.Array, i: jax.Array,
-                   spec: GroupSearchSpec) -> jax.Array:
-  """bool [B]: the group holds Kg hypotheses and, unless `early_stopping=True`, the worst one
-  beats this step's best candidate normalised at the current length (`'never'`: at
-  max_decode_len when length_penalty > 0)."""
-  full_B = hyp_scores_BxKg[:, -1] > NEG_INF
-  if spec.early_stopping is True:
-    return full_B
-  best_B = value_BxN.max(axis=1)
+def bound_divisor(i: jax.Array, spec: GroupSearchSpec) -> jax.Array:
+  """What HF's `is_done` divides the best candidate by at step i: the current length (i + 1
+  new tokens), or max_decode_len for `early_stopping='never'` with length_penalty > 0."""
   if spec.early_stopping == "never" and spec.length_penalty > 0:
-    den = spec.norm(spec.length)
-  else:
-    den = spec.norm(i + 1)
-  return full_B & (hyp_scores_BxKg[:, -1] >= best_B / den)
+    return spec.norm(spec.length)
+  return spec.norm(i + 1)
 
 
 def group_substep(state: GroupState, g: int, lp_BxGxKxV: jax.Array, counts_BxV: jax.Array,
+                  pool: tuple[jax.Array, jax.Array, jax.Array],
                   spec: GroupSearchSpec) -> tuple[GroupStep, jax.Array]:
-  """Group g's step given the tokens earlier groups picked (counts_BxV).
+  """Group g's step given the tokens earlier groups picked (counts_BxV) and its pool as the
+  earlier groups left it (hyp_scores_BxN, hyp_seqs_BxNxL1, done_B).
 
   Returns:
     (its `GroupStep`, counts_BxV with its picked tokens added).
@@ -204,21 +187,21 @@ def group_substep(state: GroupState, g: int, lp_BxGxKxV: jax.Array, counts_BxV: 
   run_seqs_BxKgxL1 = state.run_seqs_BxGKxL1.reshape(b, spec.num_groups, kg, l1)[:, g]
   cands = group_candidates(lp_BxGxKxV[:, g], run_BxKg, run_seqs_BxKgxL1, counts_BxV,
                            state.cur_index, spec)
-  done_B = state.done_BxG[:, g]
-  hyp_scores_BxKg, hyp_seqs_BxKgxL1 = merge_hypotheses(
-      state.hyp_scores_BxGxK[:, g], state.hyp_seqs_BxGxKxL1[:, g], cands, done_B,
-      spec.norm(state.cur_index + 1))
+  hyp_scores_BxN, hyp_seqs_BxNxL1, done_B = pool
+  hyp_scores_BxN, hyp_seqs_BxNxL1 = group_pool.merge_hypotheses(
+      hyp_scores_BxN, hyp_seqs_BxNxL1, cands, done_B, spec.norm(state.cur_index + 1), kg)
   val_BxKg, col_BxKg, beam_BxKg = continuations(cands, done_B, kg, spec.pad_col)
   counts_BxV = counts_BxV.at[jnp.arange(b)[:, None], col_BxKg].add(1.0)
-  finished_B = group_finished(hyp_scores_BxKg, cands.value_BxN, state.cur_index, spec)
+  finished_B = group_pool.pool_finished(hyp_scores_BxN, cands.value_BxN,
+                                        bound_divisor(state.cur_index, spec), spec.early_stopping)
   return GroupStep(run_logprobs_BxKg=val_BxKg, column_BxKg=col_BxKg, from_BxKg=beam_BxKg + g * kg,
-                   hyp_scores_BxKg=hyp_scores_BxKg, hyp_seqs_BxKgxL1=hyp_seqs_BxKgxL1,
+                   hyp_scores_BxN=hyp_scores_BxN, hyp_seqs_BxNxL1=hyp_seqs_BxNxL1,
                    done_B=done_B | finished_B), counts_BxV
 
 
 def group_search_step(state: GroupState, spec: GroupSearchSpec) -> GroupState:
   """One step of every group (the `while_loop` body): one model call, then the groups in order,
-  each seeing the tokens the earlier ones just picked."""
+  each seeing the tokens the earlier ones just picked and its pool as they left it."""
   i = state.cur_index
   b = state.run_logprobs_BxGK.shape[0]
   ds = beams.decoding_state(i, state.run_seqs_BxGKxL1, state.cache)
@@ -227,9 +210,13 @@ def group_search_step(state: GroupState, spec: GroupSearchSpec) -> GroupState:
   lp_BKxV = group_log_probs(ds, logits_BKxV, state.constraint_state, spec)
   lp_BxGxKxV = lp_BKxV.reshape(b, spec.num_groups, spec.beams_per_group, v)
   counts_BxV = jnp.zeros((b, v), jnp.float32)
+  pools = [(state.hyp_scores_BxPxN[:, p], state.hyp_seqs_BxPxNxL1[:, p], state.done_BxP[:, p])
+           for p in range(spec.pools.num_pools)]
   steps = []
   for g in range(spec.num_groups):  # static
-    step, counts_BxV = group_substep(state, g, lp_BxGxKxV, counts_BxV, spec)
+    p = spec.pools.pool_of(g)
+    step, counts_BxV = group_substep(state, g, lp_BxGxKxV, counts_BxV, pools[p], spec)
+    pools[p] = (step.hyp_scores_BxN, step.hyp_seqs_BxNxL1, step.done_B)
     steps.append(step)
   col_BxK = jnp.concatenate([s.column_BxKg for s in steps], axis=1)
   tok_BxK = col_BxK if spec.column_token_ids is None else spec.column_token_ids[col_BxK]
@@ -240,43 +227,37 @@ def group_search_step(state: GroupState, spec: GroupSearchSpec) -> GroupState:
       cur_index=i + 1,
       run_logprobs_BxGK=jnp.concatenate([s.run_logprobs_BxKg for s in steps], axis=1),
       run_seqs_BxGKxL1=run_seqs_BxKxL1,
-      hyp_scores_BxGxK=jnp.stack([s.hyp_scores_BxKg for s in steps], axis=1),
-      hyp_seqs_BxGxKxL1=jnp.stack([s.hyp_seqs_BxKgxL1 for s in steps], axis=1),
-      done_BxG=jnp.stack([s.done_B for s in steps], axis=1),
+      hyp_scores_BxPxN=jnp.stack([q[0] for q in pools], axis=1),
+      hyp_seqs_BxPxNxL1=jnp.stack([q[1] for q in pools], axis=1),
+      done_BxP=jnp.stack([q[2] for q in pools], axis=1),
       cache=beams.gather_beams_tree(new_cache, from_BxK, b, spec.cache_offset, is_cache=True),
       constraint_state=cstate)
 
 
 def init_group_state(cache: beams.PyTree, batch_size: int, spec: GroupSearchSpec) -> GroupState:
-  """Beam 0 of each group live at score 0, the others at -inf; no hypotheses."""
-  b, g_n, kg, length = batch_size, spec.num_groups, spec.beams_per_group, spec.length
-  k = g_n * kg
+  """Beam 0 of each group live at score 0, the others at -inf; empty pools."""
+  b, kg, length = batch_size, spec.beams_per_group, spec.length
+  k = spec.num_groups * kg
+  p, n = spec.pools.num_pools, spec.pools.size
   cache0 = beams.expand_cache(cache, k, spec.cache_offset)
   first_GK = (jnp.arange(k) % kg) == 0
   return GroupState(
       cur_index=jnp.array(0, jnp.int32),
       run_logprobs_BxGK=jnp.broadcast_to(jnp.where(first_GK, 0.0, NEG_INF)[None, :], (b, k)),
       run_seqs_BxGKxL1=jnp.zeros((b, k, length + 1), jnp.int32),
-      hyp_scores_BxGxK=jnp.full((b, g_n, kg), NEG_INF, jnp.float32),
-      hyp_seqs_BxGxKxL1=jnp.zeros((b, g_n, kg, length + 1), jnp.int32),
-      done_BxG=jnp.zeros((b, g_n), jnp.bool_),
+      hyp_scores_BxPxN=jnp.full((b, p, n), NEG_INF, jnp.float32),
+      hyp_seqs_BxPxNxL1=jnp.zeros((b, p, n, length + 1), jnp.int32),
+      done_BxP=jnp.zeros((b, p), jnp.bool_),
       cache=cache0,
       constraint_state=None if spec.constraint is None else spec.constraint.init(b, k))
 
 
 def group_search_output(final: GroupState, spec: GroupSearchSpec) -> GroupBeamResult:
-  """Each group's best Kg of its hypotheses and, for an unfinished group, its live beams
-  (without EOS, normalised by the length reached)."""
-  b, g_n, kg, l1 = final.hyp_seqs_BxGxKxL1.shape
-  run_BxGxK = final.run_logprobs_BxGK.reshape(b, g_n, kg)
-  run_scores_BxGxK = jnp.where(final.done_BxG[:, :, None] | ~(run_BxGxK > NEG_INF), NEG_INF,
-                               run_BxGxK / spec.norm(final.cur_index))
-  merged = jnp.concatenate([final.hyp_scores_BxGxK, run_scores_BxGxK], axis=2)
-  scores_BxGxK, pick_BxGxK = jax.lax.top_k(merged, kg)
-  seqs_all = jnp.concatenate(
-      [final.hyp_seqs_BxGxKxL1, final.run_seqs_BxGKxL1.reshape(b, g_n, kg, l1)], axis=2)
-  seqs_BxGxKxL1 = jnp.take_along_axis(seqs_all, pick_BxGxK[:, :, :, None], axis=2)
-  return GroupBeamResult(sequences_BxGxKxL=seqs_BxGxKxL1[..., 1:], scores_BxGxK=scores_BxGxK)
+  """Each pool's best N hypotheses, live beams of unfinished pools included (`group_pool`)."""
+  seqs, scores = group_pool.finalize(
+      final.hyp_scores_BxPxN, final.hyp_seqs_BxPxNxL1, final.done_BxP, final.run_logprobs_BxGK,
+      final.run_seqs_BxGKxL1, spec.norm(spec.pools.final_length(final.cur_index)))
+  return GroupBeamResult(sequences_BxPxNxL=seqs, scores_BxPxN=scores)
 
 
 def group_beam_search(inputs: jax.Array,
@@ -295,7 +276,8 @@ def group_beam_search(inputs: jax.Array,
                       logits_mask_fn: Optional[Callable[[beams.DecodingState], jax.Array]] = None,
                       cache_offset: int = 0,
                       pad_id: int = 0,
-                      column_token_ids: Optional[jax.Array] = None) -> GroupBeamResult:
+                      column_token_ids: Optional[jax.Array] = None,
+                      hf_semantics: HfSemantics | str = HfSemantics.PER_GROUP) -> GroupBeamResult:
   """HF-style diverse beam search (see the module docstring).
 
   Args:
@@ -309,16 +291,22 @@ def group_beam_search(inputs: jax.Array,
     max_decode_len: maximum new tokens L (static).
     min_decode_len: EOS is banned while fewer than min_decode_len - 1 tokens precede it.
     length_penalty: hypothesis score = sum_logprob / generated_len ** length_penalty.
-    early_stopping: False | True | 'never' (HF meanings).
+    early_stopping: False | True | 'never' (HF meanings; 'never' is not in transformers 4.26).
     constraint, logits_mask_fn: as in `beam_search`.
     cache_offset: batch axis of cache leaves.
     pad_id: token fed by done groups.
     column_token_ids: as in `beam_search` (logits over a token subset; compact trie).
+    hf_semantics: 'per_group' (newer transformers: a pool and a done flag per group) or '4.26'
+      (transformers 4.26.0, IDGenRec's: one pool and one done flag per example); see
+      `group_pool`.
   Returns:
     `GroupBeamResult`; use `best_first` for HF's pooled `num_return_sequences` order.
   """
+  semantics = HfSemantics(hf_semantics)
   if early_stopping not in (True, False, "never"):
     raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+  if early_stopping == "never" and semantics == HfSemantics.HF_4_26:
+    raise ValueError("early_stopping='never' does not exist in transformers 4.26")
   if num_groups < 1 or beams_per_group < 1:
     raise ValueError(f"num_groups={num_groups} and beams_per_group={beams_per_group} must be >= 1")
   diversity = jnp.asarray(diversity_penalty, jnp.float32)
@@ -330,30 +318,31 @@ def group_beam_search(inputs: jax.Array,
       min_decode_len=min_decode_len, length_penalty=float(length_penalty),
       early_stopping=early_stopping, diversity=diversity, eos_col=eos_col, pad_col=pad_col,
       constraint=constraint, logits_mask_fn=logits_mask_fn, cache_offset=cache_offset,
-      column_token_ids=column_token_ids)
+      column_token_ids=column_token_ids,
+      pools=group_pool.PoolLayout.of(semantics, num_groups, beams_per_group))
   state0 = init_group_state(cache, inputs.shape[0], spec)
   final = jax.lax.while_loop(
-      lambda state: (state.cur_index < spec.length) & ~state.done_BxG.all(),
+      lambda state: (state.cur_index < spec.length) & ~state.done_BxP.all(),
       functools.partial(group_search_step, spec=spec), state0)
   return group_search_output(final, spec)
 
 
 def best_first(result: GroupBeamResult, num_return_sequences: Optional[int] = None):
-  """HF's output order: all groups' hypotheses pooled and sorted by score, best first.
+  """HF's output order: all pools' hypotheses together, sorted by score, best first.
 
   Returns:
-    (sequences [B, R, L], scores [B, R], group [B, R]) with R = num_return_sequences
-    (default G*Kg).
+    (sequences [B, R, L], scores [B, R], pool [B, R]: the group with per-group pools, 0 with the
+    shared one) with R = num_return_sequences (default P*N = G*Kg).
   """
-  b, g_n, kg, length = result.sequences_BxGxKxL.shape
-  r = g_n * kg if num_return_sequences is None else num_return_sequences
-  if r > g_n * kg:
-    raise ValueError(f"num_return_sequences={r} > num_groups * beams_per_group = {g_n * kg}")
-  scores = result.scores_BxGxK.reshape(b, g_n * kg)
+  b, p, n, length = result.sequences_BxPxNxL.shape
+  r = p * n if num_return_sequences is None else num_return_sequences
+  if r > p * n:
+    raise ValueError(f"num_return_sequences={r} > num_groups * beams_per_group = {p * n}")
+  scores = result.scores_BxPxN.reshape(b, p * n)
   order = jnp.argsort(-scores, axis=1, stable=True)[:, :r]
-  seqs = jnp.take_along_axis(result.sequences_BxGxKxL.reshape(b, g_n * kg, length),
+  seqs = jnp.take_along_axis(result.sequences_BxPxNxL.reshape(b, p * n, length),
                              order[:, :, None], axis=1)
-  return seqs, jnp.take_along_axis(scores, order, axis=1), (order // kg).astype(jnp.int32)
+  return seqs, jnp.take_along_axis(scores, order, axis=1), (order // n).astype(jnp.int32)
 
 
 def hf_beam_search(inputs: jax.Array,
@@ -370,12 +359,17 @@ def hf_beam_search(inputs: jax.Array,
                    min_decode_len: int = 0,
                    trie=None,
                    excluded_items: Optional[jax.Array] = None,
-                   column_token_ids: Optional[jax.Array] = None):
-  """T5X `decode_fn` with HF `generate(num_beams=K, num_return_sequences=K)` semantics.
+                   column_token_ids: Optional[jax.Array] = None,
+                   hf_semantics: HfSemantics | str = HfSemantics.HF_4_26):
+  """T5X `decode_fn` with the semantics of transformers 4.26.0's
+  `generate(num_beams=K, num_return_sequences=K, length_penalty=...)`.
 
-  What IDGenRec's evaluation runs (`prefix_allowed_tokens_fn` = the item trie, length_penalty
-  1.0, so scores are sum_logprob / new tokens incl. EOS). Bind `trie=` (and the lead's model
-  passes `excluded_items`) with functools.partial / gin.
+  With `trie` bound this is IDGenRec's evaluation (`prefix_allowed_tokens_fn` = the item trie,
+  length_penalty 1.0, so scores are sum_logprob / new tokens incl. EOS). Bind `trie=` (and the
+  lead's model passes `excluded_items`) with functools.partial / gin. One group, so the two
+  `hf_semantics` differ only in the divisor of beams still live at `max_decode_len` (4.26:
+  max_decode_len + 1; 'per_group': max_decode_len); a trie whose items all fit ends every beam
+  with EOS before that.
 
   Returns:
     (sequences [B, K, L], scores [B, K]) in T5X order (ascending, best last); empty slots
@@ -392,5 +386,6 @@ def hf_beam_search(inputs: jax.Array,
                           beams_per_group=num_decodes, max_decode_len=max_decode_len,
                           min_decode_len=min_decode_len, length_penalty=length_penalty,
                           early_stopping=early_stopping, constraint=constraint,
-                          cache_offset=cache_offset, column_token_ids=column_token_ids)
-  return res.sequences_BxGxKxL[:, 0, ::-1], res.scores_BxGxK[:, 0, ::-1]
+                          cache_offset=cache_offset, column_token_ids=column_token_ids,
+                          hf_semantics=hf_semantics)
+  return res.sequences_BxPxNxL[:, 0, ::-1], res.scores_BxPxN[:, 0, ::-1]

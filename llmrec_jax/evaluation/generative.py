@@ -25,15 +25,33 @@ import tqdm
 
 from llmrec_jax import models
 from llmrec_jax.data import item_streams
-from llmrec_jax.decoding import beam_search, trie as trie_lib
+from llmrec_jax.decoding import beam_search, diverse, trie as trie_lib
 from llmrec_jax.evaluation import evaluator
 from llmrec_jax.indexing.item_tokens import build_item_trie  # noqa: F401  (the trie of item IDs)
 
 
+SEARCHES = ("t5x", "hf")
+
+
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
-  """Constrained decoding options. Defaults reproduce the official IDGenRec evaluation
-  (HF beam search, 10 beams, score = sum log p / length).
+  """Constrained decoding options: 10 beams, score = sum log p / length, as the official
+  IDGenRec evaluation.
+
+  `search` sets the beam-search rules:
+  * 't5x' (default): `beam_search.constrained_beam_search`, T5X's rules: every ending
+    candidate among the top 2K of a step finishes, and the search stops only when no live beam
+    can still beat the worst finished item (exhaustive when K covers the catalogue); scores
+    follow `length_normalization` ('hf': sum log p / len ** `length_penalty`; 't5x':
+    / ((5 + len) / 6) ** `alpha`; 'none').
+  * 'hf': `diverse.hf_beam_search`, transformers 4.26.0's `generate(num_beams=K,
+    num_return_sequences=K, length_penalty, prefix_allowed_tokens_fn=trie)`, what the
+    official code runs: the live beams evolve as in 't5x', but only ending candidates among the
+    top K finish and the search stops on HF's heuristic bound (the best candidate normalised
+    at the current length), so it can miss items that 't5x' returns. Needs
+    `length_normalization='hf'` (HF's own scores); `alpha` is unused. HF's max_length does not
+    matter here: every beam ends on a trie leaf before it. bench/hf426_parity.py checks it
+    against transformers 4.26.0 itself.
 
   `output_vocab` (a `models.OutputVocab` name) sets which logits each step computes:
   'subset_exact' (default) projects onto the full vocab but masks, normalises and ranks only the
@@ -48,23 +66,38 @@ class DecodeOptions:
   alpha: float = 0.0
   ks: tuple[int, ...] = (5, 10)
   output_vocab: str = "subset_exact"
+  search: str = "t5x"
 
   def __post_init__(self):
+    if self.search not in SEARCHES:
+      raise ValueError(f"DecodeOptions.search must be one of {SEARCHES}, got {self.search!r}")
+    if self.search == "hf" and self.length_normalization != "hf":
+      raise ValueError("search='hf' scores as HF does (sum log p / len ** length_penalty); "
+                       f"length_normalization must be 'hf', got {self.length_normalization!r}")
     if max(self.ks) > self.num_beams:
       raise ValueError(f"metrics @{max(self.ks)} need num_beams >= {max(self.ks)}, got {self.num_beams}")
     models.OutputVocab(self.output_vocab)  # fails loudly on a typo
 
 
+def search_decode_fn(options: DecodeOptions) -> tuple[Callable[..., Any], dict[str, Any]]:
+  """(the trie-constrained T5X `decode_fn` of `options.search`, its extra decode parameters)."""
+  if options.search == "hf":
+    return functools.partial(diverse.hf_beam_search, length_penalty=options.length_penalty), {}
+  decode_fn = functools.partial(
+      beam_search.constrained_beam_search, length_normalization=options.length_normalization,
+      length_penalty=options.length_penalty)
+  return decode_fn, {"alpha": options.alpha}
+
+
 def make_topk_fn(model: models.EncoderDecoderModel, options: DecodeOptions) -> Callable[..., Any]:
-  """jit(params, batch, trie_arrays) -> (items_BxK best first, scores_BxK best first).
+  """jit(params, batch, trie_arrays) -> (items_BxK best first, scores_BxK best first), decoded
+  with `options.search` (-1 / -inf for slots no item fills).
 
   `trie_arrays` is `ItemTrie.arrays` (full vocab); the subset output modes use its `compact`
   view and `token_ids_U` themselves. A batch key `excluded_items` [B, E] (item indices, -1
   padded) bans those items per example (passed to the search as a decode parameter).
   """
-  decode_fn = functools.partial(
-      beam_search.constrained_beam_search, length_normalization=options.length_normalization,
-      length_penalty=options.length_penalty)
+  decode_fn, extra_params = search_decode_fn(options)
   m = model.with_decode_fn(decode_fn)
   output_vocab = models.OutputVocab(options.output_vocab)
 
@@ -76,8 +109,8 @@ def make_topk_fn(model: models.EncoderDecoderModel, options: DecodeOptions) -> C
       search_trie = trie_arrays.compact
     decodes_BxKxT, aux = m.predict_batch_with_aux(
         params, batch, return_all_decodes=True, num_decodes=options.num_beams,
-        decoder_params={"trie": search_trie, "alpha": options.alpha,
-                        "excluded_items": batch.get("excluded_items")}, **subset)
+        decoder_params={"trie": search_trie, "excluded_items": batch.get("excluded_items"),
+                        **extra_params}, **subset)
     scores_BxK = aux["scores"]
     items_BxK = trie_lib.items_from_sequences(trie_arrays, decodes_BxKxT)
     items_BxK = jnp.where(scores_BxK > beam_search.NEG_INF, items_BxK, -1)

@@ -5,7 +5,8 @@ from the generator and are not registered here.
 
   reference: the IDs the IDGenRec authors released (`data_dir`), verbatim.
   title: the first `title_words` words of the normalised title (Yelp: name; 8 words leave ~3% of
-    Beauty / Toys titles to suffix; items without a title get "item <index>").
+    Beauty / Toys titles to suffix; items without a title get "item <index>"), lowercase unless
+    `keep_case` (`id_tables.normalize_id`).
   random: a seeded random permutation of the sequential numbers (P5 random indexing; the same
     lengths and tokens as sequential, so the pair isolates what the assignment order carries).
   sequential: P5 sequential indexing, "1", "2", ... in order of first appearance over the users'
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 TITLE_ID_WORDS = 8
 
-# builder(data, data_dir, *, seed, title_words) -> one ID text per item index (maybe not unique).
+# builder(data, data_dir, *, seed, title_words, keep_case) -> one ID text per item index (maybe not
+# unique); `keep_case` matters to the builders that normalise text ('title').
 Builder = Callable[..., list[str]]
 _SCHEMES: dict[str, Builder] = {}
 
@@ -59,15 +61,16 @@ def get(name: str) -> Builder:
 
 def build(name: str, data: RecData, data_dir: str, *,
           encode: Optional[Callable[[str], Sequence[int]]] = None, seed: int = 0,
-          title_words: int = TITLE_ID_WORDS) -> list[str]:
+          title_words: int = TITLE_ID_WORDS, keep_case: bool = False) -> list[str]:
   """N unique, non-empty ID strings of scheme `name` (see the module doc)."""
-  texts = get(name)(data, data_dir, seed=seed, title_words=title_words)
+  texts = get(name)(data, data_dir, seed=seed, title_words=title_words, keep_case=keep_case)
   return make_unique(texts, encode, what=f"{data.name} {name} IDs")
 
 
 @register("reference")
-def reference_ids(data: RecData, data_dir: str, *, seed: int, title_words: int) -> list[str]:
-  del seed, title_words
+def reference_ids(data: RecData, data_dir: str, *, seed: int, title_words: int,
+                  keep_case: bool) -> list[str]:
+  del seed, title_words, keep_case  # verbatim, as released
   ref = id_tables.load_reference_ids(data_dir)
   missing = [i for i in data.item_ids if i not in ref.ids]
   if missing:
@@ -76,22 +79,25 @@ def reference_ids(data: RecData, data_dir: str, *, seed: int, title_words: int) 
 
 
 @register("title")
-def title_ids(data: RecData, data_dir: str, *, seed: int, title_words: int) -> list[str]:
+def title_ids(data: RecData, data_dir: str, *, seed: int, title_words: int,
+              keep_case: bool) -> list[str]:
   del data_dir, seed
-  return [" ".join(id_tables.normalize_id(keywords.item_title(m)).split()[:title_words])
+  return [" ".join(id_tables.normalize_id(keywords.item_title(m), keep_case).split()[:title_words])
           for m in data.item_meta]
 
 
 @register("random")
-def random_ids(data: RecData, data_dir: str, *, seed: int, title_words: int) -> list[str]:
-  del data_dir, title_words
+def random_ids(data: RecData, data_dir: str, *, seed: int, title_words: int,
+               keep_case: bool) -> list[str]:
+  del data_dir, title_words, keep_case
   rank_N = np.random.default_rng(seed).permutation(data.num_items)[first_appearance_rank(data)]
   return [str(int(r) + 1) for r in rank_N]
 
 
 @register("sequential")
-def sequential_ids(data: RecData, data_dir: str, *, seed: int, title_words: int) -> list[str]:
-  del data_dir, seed, title_words
+def sequential_ids(data: RecData, data_dir: str, *, seed: int, title_words: int,
+                   keep_case: bool) -> list[str]:
+  del data_dir, seed, title_words, keep_case
   return [str(int(r) + 1) for r in first_appearance_rank(data)]
 
 

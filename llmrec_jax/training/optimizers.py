@@ -9,8 +9,12 @@ import optax
 
 
 class WeightDecayMask(str, enum.Enum):
-  """Which parameters AdamW decays."""
-  ALL = "ALL"  # the official IDGenRec code in effect (its no-decay list matches almost nothing).
+  """Which parameters AdamW decays (weight decay on every leaf the mask keeps)."""
+  ALL = "ALL"  # every parameter
+  # The official IDGenRec optimizer: transformers.AdamW with the no-decay list ["bias",
+  # "LayerNorm.weight"] (a substring match on parameter names), which in T5 matches only the
+  # relative-position bias (`relpos_bias/rel_embedding` here): the layer norms ARE decayed.
+  ALL_BUT_RELPOS_BIAS = "ALL_BUT_RELPOS_BIAS"
   NO_NORMS_OR_BIASES = "NO_NORMS_OR_BIASES"  # the usual practice: skip RMS-norm scales and relpos biases.
 
 
@@ -25,12 +29,16 @@ def linear_warmup_decay(learning_rate: float, warmup_steps: int, total_steps: in
       boundaries=[warmup_steps])
 
 
-def _decay_mask(params, mask: WeightDecayMask):
+def decay_mask_of(params, mask: WeightDecayMask | str):
+  """The pytree of booleans (True: decayed) of `mask` over `params` (names as in our T5 tree)."""
+  mask = WeightDecayMask(mask)
   if mask is WeightDecayMask.ALL:
     return jax.tree_util.tree_map(lambda _: True, params)
 
   def keep(path, _):
     names = [getattr(k, "key", str(k)) for k in path]
+    if mask is WeightDecayMask.ALL_BUT_RELPOS_BIAS:  # HF's substring rule: "bias" in the name
+      return not any(n == "rel_embedding" or "bias" in n for n in names)
     return not any(n == "scale" or n == "rel_embedding" or n.endswith("bias") for n in names)
   return jax.tree_util.tree_map_with_path(keep, params)
 
@@ -39,11 +47,13 @@ def adamw(learning_rate: float | optax.Schedule = 1e-3, *, b1: float = 0.9, b2: 
           eps: float = 1e-6, weight_decay: float = 0.01, clip_norm: Optional[float] = 1.0,
           decay_mask: WeightDecayMask | str = WeightDecayMask.NO_NORMS_OR_BIASES
           ) -> optax.GradientTransformation:
-  """Global-norm clipping then AdamW (defaults = the official IDGenRec optimizer)."""
-  decay_mask = WeightDecayMask(decay_mask)
+  """Global-norm clipping then AdamW. The defaults are the official IDGenRec optimizer's
+  hyperparameters (betas, eps, weight decay, clip) but not its mask: the official one decays the
+  layer norms too (`WeightDecayMask.ALL_BUT_RELPOS_BIAS`)."""
+  mask = WeightDecayMask(decay_mask)
   chain = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
   chain.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-                           mask=lambda p: _decay_mask(p, decay_mask)))
+                           mask=lambda p: decay_mask_of(p, mask)))
   return optax.chain(*chain)
 
 

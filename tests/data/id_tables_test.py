@@ -57,6 +57,9 @@ def test_normalize_id(text):
   assert got == " ".join(re.findall(r"\b\w+\b", text.lower()))
   assert got == got.lower() and "  " not in got and got == got.strip()
   assert id_tables.normalize_id(got) == got  # idempotent
+  cased = id_tables.normalize_id(text, keep_case=True)
+  assert cased == " ".join(re.findall(r"\b\w+\b", text))   # the official rule: case kept
+  assert cased.lower() == got and id_tables.normalize_id(cased, keep_case=True) == cased
 
 
 def test_reference_ids_cover_beauty(shared_dir):

@@ -1,4 +1,5 @@
 """Whole-prompt tokenization: rendering, slots on the ID tokens, misaligned IDs, truncation."""
+import numpy as np
 import pytest
 import sentencepiece as spm
 
@@ -146,3 +147,80 @@ def test_truncation_drops_the_fewest_oldest_items_that_fit(parts, template, free
   with pytest.raises(ValueError, match="one history item"):
     pt.tokenize_prompt(sp, template, history=history, input_len=lengths[-1] - 1,
                        id_tokens=[sp.encode(i) for i in history], **kw)
+
+
+@pytest.fixture(scope="module")
+def official(shared_dir):
+  """T5's SentencePiece, the official prompt file and Beauty's reference item IDs."""
+  from llmrec_jax.data import id_tables, prompts
+  sp = spm.SentencePieceProcessor(model_file=str(shared_dir / "vocab" / "t5_spiece.model"))
+  templates = prompts.load_idgenrec_prompts(shared_dir / "data" / "idgenrec_prompts.txt")
+  table = id_tables.load_reference_ids(shared_dir / "data" / "amazon2014_beauty")
+  return sp, templates, list(table.ids.values())
+
+
+@pytest.mark.parametrize("t", range(11))
+def test_every_official_template_tokenizes_as_the_whole_rendered_prompt(official, t):
+  """Whole-string SentencePiece encoding, and the soft slots (the ID phase's) sit on exactly the
+  hard ID tokens (the rec phase's), for each of the 10 + 1 official templates with real IDs."""
+  sp, templates, ids = official
+  template = (templates.train + templates.unseen)[t]
+  rng = np.random.default_rng(t)
+  for trial in range(5):
+    history = [ids[i] for i in rng.choice(len(ids), size=int(rng.integers(1, 21)), replace=False)]
+    user = ids[int(rng.integers(len(ids)))]  # a textual user ID is words too
+    id_tokens = [sp.encode(i) for i in history]
+    out = pt.tokenize_prompt(sp, template, user_id=user, history=history, id_tokens=id_tokens,
+                             input_len=4096, slot_stride=64)
+    whole = sp.encode(render_prompt(template, user_id=user, history=history, target="")[0])
+    assert out.tokens == whole + [1], (t, trial)
+    assert out.misaligned == 0
+    assert _slotted_tokens(out, 64) == {(h, k): tok for h, toks in enumerate(id_tokens)
+                                        for k, tok in enumerate(toks)}, (t, trial)
+
+
+@pytest.mark.parametrize("free_running_steps", [None, 4])
+def test_right_truncation_keeps_the_first_tokens_and_the_items_they_reach(parts, free_running_steps):
+  """'right' = the untruncated prompt's first input_len - 1 tokens (and slots) + EOS; the prompt
+  then holds the items that start before the cut (brute force from the full prompt's slots)."""
+  sp, ids, users = parts
+  template = TEMPLATES.train[0]
+  history = ids[:12]
+  kw = dict(user_id=users[0], history=history, id_tokens=[sp.encode(i) for i in history],
+            slot_stride=C, free_running_steps=free_running_steps)
+  full = pt.tokenize_prompt(sp, template, input_len=10_000, **kw)
+  first_slot = {}  # item -> position of its first token
+  for s, slot in enumerate(full.slots):
+    if slot >= 0:
+      first_slot.setdefault(slot // C, s)
+  for input_len in (len(full.tokens), len(full.tokens) - 1, first_slot[5] + 1, first_slot[5] + 2, 3):
+    out = pt.tokenize_prompt(sp, template, input_len=input_len, truncation="right", **kw)
+    if input_len >= len(full.tokens):
+      assert out == full
+      continue
+    assert out.tokens == full.tokens[:input_len - 1] + [1]
+    assert out.slots == full.slots[:input_len - 1] + [-1]
+    assert (out.first_item, out.end_item) == (0, sum(s < input_len - 1 for s in first_slot.values()))
+    assert {s // C for s in out.slots if s >= 0} == set(range(out.end_item))
+
+
+def test_right_truncation_equals_hf_t5_tokenizer_truncation(official, shared_dir, monkeypatch):
+  """The official collator: `tokenizer(text, truncation=True, max_length=n)`, HF's T5 tokenizer
+  on T5's SentencePiece model (the slow one: it encodes as SentencePiece does)."""
+  monkeypatch.setenv("USE_TF", "0")  # keep transformers from importing TensorFlow
+  transformers = pytest.importorskip("transformers")
+  sp, templates, ids = official
+  tok = transformers.T5Tokenizer(vocab_file=str(shared_dir / "vocab" / "t5_spiece.model"), legacy=True)
+  rng = np.random.default_rng(0)
+  for t in (0, 2, 6):
+    template = templates.train[t]
+    history = [ids[i] for i in rng.choice(len(ids), size=20, replace=False)]
+    user = ids[int(rng.integers(len(ids)))]
+    text = render_prompt(template, user_id=user, history=history, target="")[0]
+    assert tok(text).input_ids == sp.encode(text) + [1]
+    n_full = len(sp.encode(text)) + 1
+    for max_length in (n_full, n_full - 1, n_full // 2, 40):
+      out = pt.tokenize_prompt(sp, template, user_id=user, history=history, input_len=max_length,
+                               id_tokens=[sp.encode(i) for i in history], slot_stride=64,
+                               truncation="right")
+      assert out.tokens == tok(text, truncation=True, max_length=max_length).input_ids, (t, max_length)

@@ -1,5 +1,6 @@
-"""Group (diverse) beam search vs a line-by-line python transcription of HF's group beam search
-semantics, lambda=0 == independent beam searches, large lambda separates groups, sharding."""
+"""Group (diverse) beam search (default 'per_group' pools) vs a line-by-line python transcription
+of newer HF's group beam search semantics, lambda=0 == independent beam searches, large lambda
+separates groups, sharding. The '4.26' pools: group_pool_test.py."""
 import functools
 
 import jax
@@ -17,7 +18,8 @@ EOS, PAD = 1, 0
 
 def hf_reference(next_lp, vocab, groups, kg, lam, max_new, min_len, lp, early_stopping=False,
                  allowed=None):
-  """HF BeamSearchScorer/BeamHypotheses/Hamming semantics for one example, plain python.
+  """Newer HF BeamSearchScorer/BeamHypotheses/Hamming semantics for one example, plain python:
+  a pool and a done flag per group, live beams normalised by their new tokens.
 
   next_lp(prefix_with_bos) -> [V] log-probs. Returns per group a best-first list of
   (score, tokens) hypotheses (tokens without BOS).
@@ -143,7 +145,7 @@ def test_matches_hf_group_beam_search_semantics(toy, helpers, case):
              beams_per_group=case["kg"], diversity_penalty=case["lam"],
              min_decode_len=case["min_len"], length_penalty=case["lp"],
              early_stopping=case["early"], **kw)
-  seqs, scores = np.asarray(res.sequences_BxGxKxL), np.asarray(res.scores_BxGxK)
+  seqs, scores = np.asarray(res.sequences_BxPxNxL), np.asarray(res.scores_BxPxN)
   for i in range(b):
     ref = hf_reference(functools.partial(helpers["np_next_logprobs"], model, enc[i]), vocab,
                        case["groups"], case["kg"], case["lam"], case["max_new"], case["min_len"],
@@ -173,10 +175,10 @@ def test_zero_penalty_gives_each_group_the_plain_beam_search(lam_model):
   many = _run(model, enc, 5, num_groups=3, beams_per_group=2, diversity_penalty=0.0)
   one = _run(model, enc, 5, num_groups=1, beams_per_group=2, diversity_penalty=0.0)
   for g in range(3):
-    np.testing.assert_array_equal(np.asarray(many.sequences_BxGxKxL[:, g]),
-                                  np.asarray(one.sequences_BxGxKxL[:, 0]))
-    np.testing.assert_allclose(np.asarray(many.scores_BxGxK[:, g]),
-                               np.asarray(one.scores_BxGxK[:, 0]), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(many.sequences_BxPxNxL[:, g]),
+                                  np.asarray(one.sequences_BxPxNxL[:, 0]))
+    np.testing.assert_allclose(np.asarray(many.scores_BxPxN[:, g]),
+                               np.asarray(one.scores_BxPxN[:, 0]), rtol=1e-6)
 
 
 def test_zero_penalty_single_group_exhaustive_equals_brute_force(toy, helpers):
@@ -192,10 +194,10 @@ def test_zero_penalty_single_group_exhaustive_equals_brute_force(toy, helpers):
   for i in range(2):
     brute = model.log_prob(enc[i], helpers["pad"](cands, 2), lengths)
     order = np.argsort(-brute)
-    got = np.asarray(res.scores_BxGxK[i, 0])
+    got = np.asarray(res.scores_BxPxN[i, 0])
     np.testing.assert_allclose(got[:13], brute[order], rtol=1e-4, atol=1e-4)
     assert np.all(np.isneginf(got[13:]))
-    got_seqs = [_strip(r) for r in np.asarray(res.sequences_BxGxKxL[i, 0, :13])]
+    got_seqs = [_strip(r) for r in np.asarray(res.sequences_BxPxNxL[i, 0, :13])]
     assert got_seqs == [cands[j] for j in order]
 
 
@@ -204,12 +206,12 @@ def test_large_penalty_makes_first_tokens_differ(lam_model):
   groups = 6  # <= 7 non-EOS first tokens available
   res = _run(model, enc, 4, num_groups=groups, beams_per_group=1, diversity_penalty=1e4,
              min_decode_len=2)
-  first = np.asarray(res.sequences_BxGxKxL[:, :, 0, 0])
+  first = np.asarray(res.sequences_BxPxNxL[:, :, 0, 0])
   for row in first:
     assert len(set(row.tolist())) == groups, row
   zero = _run(model, enc, 4, num_groups=groups, beams_per_group=1, diversity_penalty=0.0,
               min_decode_len=2)
-  assert all(len(set(r.tolist())) == 1 for r in np.asarray(zero.sequences_BxGxKxL[:, :, 0, 0]))
+  assert all(len(set(r.tolist())) == 1 for r in np.asarray(zero.sequences_BxPxNxL[:, :, 0, 0]))
 
 
 def test_sharded_batch_equals_unsharded(toy):
@@ -221,7 +223,7 @@ def test_sharded_batch_equals_unsharded(toy):
   def run(e):
     r = diverse.group_beam_search(inputs, model.init_cache(e), model.tokens_to_logits, EOS,
                                   num_groups=3, beams_per_group=1, diversity_penalty=1.0)
-    return r.sequences_BxGxKxL, r.scores_BxGxK
+    return r.sequences_BxPxNxL, r.scores_BxPxN
 
   ref = jax.jit(run)(enc)
   shard = NamedSharding(Mesh(np.array(jax.devices()[:8]), ("data",)), P("data"))

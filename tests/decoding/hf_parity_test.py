@@ -4,8 +4,11 @@ The JAX search calls the torch decoder through `jax.pure_callback` (re-running t
 the callback ignores the cache), so both searches see the same logits. This pins the IDGenRec
 evaluation semantics: trie via `prefix_allowed_tokens_fn`, `length_penalty`, HF's scoring
 (sum logprob / new tokens incl. EOS), finishing and early-stopping rules.
-(HF group beam search moved to the Hub in transformers 4.57, so `diverse_test.py` checks groups
-against a python transcription instead.)
+This is the installed transformers (4.57 in CI); `hf_beam_search` follows 4.26 (the official
+pin), which differs only in the divisor of beams cut at max length (n + 1 vs n new tokens), and
+every case here avoids that (the trie ends each beam before, or length_penalty is 0). The check
+against 4.26 itself is bench/hf426_parity.py. (HF group beam search moved to the Hub in 4.57, so
+`diverse_test.py` and `group_pool_test.py` check groups against python transcriptions instead.)
 """
 import jax
 import jax.numpy as jnp

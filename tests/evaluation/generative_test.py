@@ -1,5 +1,7 @@
 """Constrained full-ranking evaluation with the real T5: decodes are real items, ranking equals
-brute-force scoring of every item, metrics follow the ranks."""
+brute-force scoring of every item, metrics follow the ranks; both searches ('t5x', 'hf')."""
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import pytest
 from llmrec_jax import model_sizes, models, network
 from llmrec_jax.data import batching
 from llmrec_jax.data import splits
+from llmrec_jax.decoding import diverse
 from llmrec_jax.evaluation import evaluator, generative as evaluation
 
 V, S, T = 40, 10, 6
@@ -115,3 +118,48 @@ def test_subset_mode_scores_differ_from_full_vocab(setup):
 def test_bad_output_vocab_fails_loudly():
   with pytest.raises(ValueError, match="subset_exactt"):
     evaluation.DecodeOptions(output_vocab="subset_exactt")
+
+
+@pytest.mark.parametrize("search", ["t5x", "hf"])
+def test_both_searches_return_real_items_scored_as_brute_force(setup, search):
+  """Either search, with excluded items and the compact trie: every filled slot is a distinct
+  allowed item whose score is its brute-force score, best first; empty slots are -1 / -inf."""
+  id_tokens, trie, model, params, batch = setup
+  excluded = np.array([[0, 4], [6, -1], [2, 3], [-1, -1]], np.int32)
+  opts = evaluation.DecodeOptions(num_beams=7, ks=(5,), search=search)
+  items, scores = evaluation.make_topk_fn(model, opts)(params, dict(batch, excluded_items=excluded),
+                                                       trie.arrays)
+  items, scores = np.asarray(items), np.asarray(scores)
+  brute = _brute_force(model, params, batch["encoder_input_tokens"], id_tokens, normalize=True)
+  for b in range(4):
+    real = items[b] >= 0
+    assert np.array_equal(real, np.isfinite(scores[b]))
+    got = items[b][real]
+    assert len(set(got.tolist())) == len(got) and not set(got.tolist()) & set(excluded[b].tolist())
+    assert len(got) >= 5  # the search finds most of the 5-7 allowed items
+    np.testing.assert_allclose(scores[b][real], brute[b][got], rtol=1e-4, atol=1e-4)
+    assert np.all(np.diff(scores[b][real]) <= 0)
+
+
+def test_hf_search_is_diverse_hf_beam_search(setup):
+  """search='hf' decodes exactly as `diverse.hf_beam_search` called through the model."""
+  id_tokens, trie, model, params, batch = setup
+  opts = evaluation.DecodeOptions(num_beams=5, ks=(5,), search="hf", output_vocab="full")
+  items, scores = evaluation.make_topk_fn(model, opts)(params, batch, trie.arrays)
+  direct = model.with_decode_fn(functools.partial(diverse.hf_beam_search, length_penalty=1.0))
+  decodes, aux = jax.jit(lambda p, b: direct.predict_batch_with_aux(
+      p, b, return_all_decodes=True, num_decodes=5, decoder_params={"trie": trie.arrays}))(
+          params, batch)
+  want_scores = np.asarray(aux["scores"])[:, ::-1]
+  want_items = np.where(np.isfinite(want_scores),
+                        trie.items_from_sequences(np.asarray(decodes))[:, ::-1], -1)
+  np.testing.assert_array_equal(np.asarray(scores), want_scores)
+  np.testing.assert_array_equal(np.asarray(items), want_items)
+  assert (np.asarray(items) >= 0).sum() > 0
+
+
+def test_bad_search_fails_loudly():
+  with pytest.raises(ValueError, match="hff"):
+    evaluation.DecodeOptions(search="hff")
+  with pytest.raises(ValueError, match="length_normalization"):
+    evaluation.DecodeOptions(search="hf", length_normalization="t5x")

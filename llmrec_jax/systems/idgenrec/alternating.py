@@ -1,5 +1,5 @@
 """The IDGenRec schedule: rounds of (ID phase, rec phase) in jit-compiled loops, with
-evaluation, model selection on validation and exact resume.
+evaluation, model selection on validation (`Schedule.select_best`) and exact resume.
 
 ID phase: the recommender is frozen; the generator learns through soft IDs (`id_phase.py`);
 then every item and user gets a new unique ID from the trained generator (`IdAssigner`).
@@ -15,7 +15,6 @@ import dataclasses
 import enum
 import functools
 import logging
-import math
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 import jax
@@ -23,7 +22,7 @@ import numpy as np
 
 from llmrec_jax import models, partitioning
 from llmrec_jax.checkpoints import fail_safe, layout, orbax_t5x
-from llmrec_jax.data import prompts
+from llmrec_jax.data import prompt_tokens, prompts
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import LooSplit
 from llmrec_jax.evaluation import evaluator, generative as evaluation
@@ -34,14 +33,28 @@ from llmrec_jax.training.train_state import TrainState
 log = logging.getLogger(__name__)
 
 
+class IdPhaseIds(str, enum.Enum):
+  """Which IDs the ID phase's prompts (user IDs, history IDs, targets) are rendered with."""
+  CURRENT = "current"  # ours: the loop's current IDs (regenerated after every ID phase)
+  # The official code: its ID-phase loader is built once from the phase-0 IDs and never rebuilt,
+  # so every ID phase reads the IDs the run started with (`Context.initial_item_ids`).
+  INITIAL = "initial"
+
+
 class AltStyle(str, enum.Enum):
-  ID_FIRST = "id_first"  # the official schedule: the first ID phase runs through an untrained recommender
+  ID_FIRST = "id_first"  # official: the first ID phase runs before any rec training
   REC_FIRST = "rec_first"  # ours: train the recommender on the initial IDs first
 
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-  """How long each phase runs and how it is optimised (see gin_configs/idgenrec.gin)."""
+  """How long each phase runs and how it is optimised (see gin_configs/idgenrec.gin).
+
+  `replicas=R` emulates replica 0 of the official run's R unsynchronised data-parallel replicas:
+  both phases train on rows [0::R] of every epoch's order (`phase_batches`), so epochs, step
+  counts and learning-rate schedules are per replica, as the official ones. The evaluations are
+  replica 0's on all users, not the official mean of R replicas on R disjoint test shards.
+  """
   rounds: int = 2
   alt_style: AltStyle = AltStyle.REC_FIRST
   rec_epochs: float = 1.0
@@ -56,6 +69,18 @@ class Schedule:
   sample_num: int = 3
   max_his: int = 20
   regenerate_ids: bool = True
+  # AdamW's weight-decay mask for both models (optimizers.WeightDecayMask); the official
+  # optimizer's is ALL_BUT_RELPOS_BIAS.
+  weight_decay_mask: optimizers.WeightDecayMask = optimizers.WeightDecayMask.NO_NORMS_OR_BIASES
+  replicas: int = 1  # the official run's data-parallel replicas (4), emulated as above
+  id_phase_ids: IdPhaseIds = IdPhaseIds.CURRENT
+  # True: validate after every rec phase and report the test metrics of the best phase on
+  # validation (`summarize`); False (the official code): no validation, report the last test.
+  select_best: bool = True
+  # How a prompt longer than `input_len` is cut: 'drop_oldest' drops whole history items, oldest
+  # first; 'right' keeps the first input_len - 1 tokens and EOS (the official HF collator's
+  # `truncation=True`).
+  truncation: prompt_tokens.Truncation = prompt_tokens.Truncation.DROP_OLDEST
   # rec_first only: also run an ID phase (and regenerate IDs) after the last rec phase. Off by
   # default: no recommender is trained or evaluated on the IDs it makes, so it costs time only.
   trailing_id_phase: bool = False
@@ -65,8 +90,12 @@ class Schedule:
 
   def __post_init__(self):
     object.__setattr__(self, "alt_style", AltStyle(self.alt_style))
-    if self.rounds < 1 or self.rec_epochs < 0 or self.id_epochs < 0 or self.max_his < 2:
-      raise ValueError(f"Schedule: need rounds >= 1, epochs >= 0, max_his >= 2: {self}")
+    object.__setattr__(self, "weight_decay_mask", optimizers.WeightDecayMask(self.weight_decay_mask))
+    object.__setattr__(self, "id_phase_ids", IdPhaseIds(self.id_phase_ids))
+    object.__setattr__(self, "truncation", prompt_tokens.Truncation(self.truncation))
+    if (self.rounds < 1 or self.rec_epochs < 0 or self.id_epochs < 0 or self.max_his < 2
+        or self.replicas < 1):
+      raise ValueError(f"Schedule: need rounds >= 1, epochs >= 0, max_his >= 2, replicas >= 1: {self}")
 
   def phases(self) -> list[tuple[int, str]]:
     order = ("id", "rec") if self.alt_style is AltStyle.ID_FIRST else ("rec", "id")
@@ -123,13 +152,20 @@ class Context:
   # The registered whole-prompt SeqIO tasks {"rec": name, "id": name} that render every prompt
   # (`data/prompt_token_tasks.py`); None: `PromptBatcher` renders them (`phase_batches`).
   prompt_tasks: Optional[dict[str, str]] = None
+  # The IDs the run started with (None: `item_ids` / `user_ids` as given), kept through new IDs
+  # (`with_ids`) and checkpoints: the ID phase reads them with `Schedule.id_phase_ids='initial'`.
+  initial_item_ids: Optional[list[str]] = None
+  initial_user_ids: Optional[list[str]] = None
+
+  def __post_init__(self):
+    if self.initial_item_ids is None:
+      object.__setattr__(self, "initial_item_ids", list(self.item_ids))
+    if self.initial_user_ids is None:
+      object.__setattr__(self, "initial_user_ids", list(self.user_ids))
 
   def with_ids(self, item_ids: Sequence[str], user_ids: Sequence[str]) -> "Context":
+    """This context with new current IDs (the initial ones stay)."""
     return dataclasses.replace(self, item_ids=list(item_ids), user_ids=list(user_ids))
-
-
-def _steps(num_examples: int, epochs: float, batch_size: int) -> int:
-  return max(1, math.ceil(num_examples * epochs / batch_size))
 
 
 def params_axes(model: models.EncoderDecoderModel) -> Any:
@@ -153,15 +189,16 @@ class IdGenRecLoop:
     self.ctx = ctx
     sch = ctx.schedule
     n = ctx.splits["train"].num_examples * sch.sample_num
-    self.rec_steps = _steps(n, sch.rec_epochs, sch.rec_batch_size)
-    self.id_steps = _steps(n, sch.id_epochs, sch.id_batch_size)
+    # Per replica (`Schedule.replicas`), as are the learning-rate schedules built from them.
+    self.rec_steps = phase_batches.phase_steps(n, sch.rec_epochs, sch.rec_batch_size, sch.replicas)
+    self.id_steps = phase_batches.phase_steps(n, sch.id_epochs, sch.id_batch_size, sch.replicas)
     # Schedules span all rounds, as the official code (one scheduler per model for the whole run).
     rec_tx = optimizers.adamw(optimizers.linear_warmup_decay(
         sch.rec_lr, int(sch.warmup_prop * self.rec_steps * sch.rounds), self.rec_steps * sch.rounds),
-        weight_decay=sch.weight_decay, clip_norm=sch.clip_norm)
+        weight_decay=sch.weight_decay, clip_norm=sch.clip_norm, decay_mask=sch.weight_decay_mask)
     id_tx = optimizers.adamw(optimizers.linear_warmup_decay(
         sch.id_lr, int(sch.warmup_prop * self.id_steps * sch.rounds), self.id_steps * sch.rounds),
-        weight_decay=sch.weight_decay, clip_norm=sch.clip_norm)
+        weight_decay=sch.weight_decay, clip_norm=sch.clip_norm, decay_mask=sch.weight_decay_mask)
     self.rec_state = TrainState.create(ctx.rec_params, rec_tx)
     self.gen_state = TrainState.create(ctx.gen_params, id_tx)
     rec_sh = id_sh = {}
@@ -206,6 +243,8 @@ class IdGenRecLoop:
     step = self._global_step()
     meta = {"position": self.position, "step_in_phase": self.step_in_phase, "results": self.results,
             "item_ids": self.ctx.item_ids, "user_ids": self.ctx.user_ids}
+    if self.ctx.schedule.id_phase_ids is IdPhaseIds.INITIAL:  # what the ID phases read
+      meta.update(initial_item_ids=self.ctx.initial_item_ids, initial_user_ids=self.ctx.initial_user_ids)
     self._ckpt["recommender"].save(step, orbax_t5x.to_t5x_tree(self.rec_state), meta)
     self._ckpt["generator"].save(step, orbax_t5x.to_t5x_tree(self.gen_state), {"step": step})
 
@@ -225,6 +264,9 @@ class IdGenRecLoop:
     self.position, self.step_in_phase = meta["position"], meta["step_in_phase"]
     self.results = list(meta["results"])
     self.ctx = self.ctx.with_ids(meta["item_ids"], meta["user_ids"])
+    if "initial_item_ids" in meta:  # the IDs the run started with (`IdPhaseIds.INITIAL`)
+      self.ctx = dataclasses.replace(self.ctx, initial_item_ids=list(meta["initial_item_ids"]),
+                                     initial_user_ids=list(meta["initial_user_ids"]))
     log.info("restored checkpoint %d: phase %d, step %d", step, self.position, self.step_in_phase)
     return True
 
@@ -244,7 +286,7 @@ class IdGenRecLoop:
 
     def batches():
       for n in range(self.step_in_phase, total):
-        rows = phase_batches.rows_at(order, n * batch_size, batch_size)
+        rows = phase_batches.batch_rows(order, n, batch_size, sch.replicas)
         yield phase_batches.build(src, self.ctx, rows, id_batch=not is_rec)
 
     def keep(state, n):
@@ -343,9 +385,10 @@ class IdGenRecLoop:
         self.regenerate_ids()
       record = {"round": rnd, "phase": phase, "step": self._global_step(), "train": train_metrics}
       if phase == "rec":
-        record["valid"] = self.evaluate("valid")
-        record["test"] = self.evaluate("test")
-        record["eval_users"] = {s: len(self.eval_rows(s)) for s in ("valid", "test")}
+        evaluated = ("valid", "test") if self.ctx.schedule.select_best else ("test",)
+        for s in evaluated:
+          record[s] = self.evaluate(s)
+        record["eval_users"] = {s: len(self.eval_rows(s)) for s in evaluated}
       self.results.append(record)
       self.ctx.log_fn({"round": rnd, "phase": phase, "step": self._global_step(),
                        **{f"{s}/{k}": v for s in ("valid", "test") for k, v in record.get(s, {}).items()}})
@@ -354,10 +397,11 @@ class IdGenRecLoop:
       self.save()
       if self.position < len(phases) and self._must_stop(max_optimizer_steps):
         return self._stopped()
-    return summarize(self.results)
+    return summarize(self.results, select_best=self.ctx.schedule.select_best)
 
   def _stopped(self) -> dict[str, Any]:
-    summary = summarize(self.results, stopped_at_step=self._global_step())
+    summary = summarize(self.results, stopped_at_step=self._global_step(),
+                        select_best=self.ctx.schedule.select_best)
     summary["stopped_by"] = self.stop.name or "max_optimizer_steps"
     return summary
 
@@ -367,12 +411,18 @@ class _Preempted(Exception):
 
 
 def summarize(results: list[dict[str, Any]], select_on: Optional[str] = None,
-              stopped_at_step: Optional[int] = None) -> dict[str, Any]:
-  """Per-phase results plus the test metrics of the phase with the best validation `select_on`
-  (default: NDCG at the largest k)."""
-  evaluated = [r for r in results if "valid" in r]
-  if select_on is None and evaluated:
-    select_on = max((k for k in evaluated[0]["valid"] if k.startswith("ndcg@")), key=lambda k: int(k[5:]))
-  best = max(evaluated, key=lambda r: r["valid"][select_on]) if evaluated else None
-  return {"phases": results, "best": best, "selected_on": f"valid {select_on}",
+              stopped_at_step: Optional[int] = None, select_best: bool = True) -> dict[str, Any]:
+  """Per-phase results plus, as `best`, the phase with the best validation `select_on` (default:
+  NDCG at the largest k); without `select_best` (no validation, as the official code) the last
+  phase with test metrics."""
+  if select_best:
+    evaluated = [r for r in results if "valid" in r]
+    if select_on is None and evaluated:
+      select_on = max((k for k in evaluated[0]["valid"] if k.startswith("ndcg@")), key=lambda k: int(k[5:]))
+    best = max(evaluated, key=lambda r: r["valid"][select_on]) if evaluated else None
+    selected_on = f"valid {select_on}"
+  else:
+    tested = [r for r in results if "test" in r]
+    best, selected_on = (tested[-1] if tested else None), "last test (no model selection)"
+  return {"phases": results, "best": best, "selected_on": selected_on,
           "complete": stopped_at_step is None, "stopped_at_step": stopped_at_step}

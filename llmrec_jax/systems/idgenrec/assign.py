@@ -3,7 +3,8 @@
   python -m llmrec_jax.systems.idgenrec.assign --data_dir DIR --out ids.txt [--user_out users.txt]
       [--generator_checkpoint DIR] [--bootstrap {tfidf,reference,none}] [--bootstrap_steps N]
       [--bootstrap_holdout F] [--max_items N] [--batch_size B] [--vocab PATH|dataset:N]
-      [--save_generator DIR]
+      [--save_generator DIR] [--resolution {level_by_level,item_by_item}] [--[no]keep_case]
+      [--group_search {per_group,4.26}]
 
 Without `--generator_checkpoint` the generator is first bootstrapped from random init on every
 item (`bootstrap.py`), then every item (the first `--max_items`) gets a unique ID by escalating
@@ -44,15 +45,18 @@ def token_key_fn(tokenizer: text_tokens.Tokenizer):
 
 
 def assign_ids(generator: T5IdGenerator, texts: Sequence[str], schedule: uniqueness.EscalationSchedule,
-               namespace: uniqueness.IdNamespace, fallback_texts: Optional[Sequence[str]] = None
+               namespace: uniqueness.IdNamespace, fallback_texts: Optional[Sequence[str]] = None,
+               assignment: uniqueness.IdAssignment = uniqueness.IdAssignment()
                ) -> uniqueness.AssignmentResult:
-  """Unique IDs for `texts` (one per key, in order) with `generator`'s escalating diverse search."""
+  """Unique IDs for `texts` (one per key, in order) with `generator`'s escalating diverse search,
+  resolved and normalised per `assignment`."""
   def on_level(level, tried, resolved):
     log.info("level %d (dp %g, length %d-%d): %d of %d resolved", level.index, level.diversity_penalty,
              level.min_length, level.max_length, resolved, tried)
   return uniqueness.assign_unique(len(texts), generator.candidate_fn(texts), schedule, namespace,
                                   fallback_texts=fallback_texts if fallback_texts is not None else texts,
-                                  on_level=on_level)
+                                  on_level=on_level, resolution=assignment.resolution,
+                                  keep_case=assignment.keep_case)
 
 
 def item_texts_and_titles(data: RecData) -> tuple[list[str], list[str]]:
@@ -128,7 +132,8 @@ def load_generator(path: str, size: str = "t5_tiny"):
 
 def bootstrap_targets(kind: str, data: RecData, data_dir: str, titles: Sequence[str]) -> list[str]:
   """Bootstrap target per item: "tfidf" keyword IDs cased as in the title (a token copy of the
-  generator's input; IDs are lowercased by `normalize_id` afterwards) or the "reference" IDs."""
+  generator's input; the IDs it writes are lowercased by `normalize_id` afterwards unless
+  `IdAssignment.keep_case`) or the "reference" IDs."""
   if kind == "tfidf":
     return keywords.keyword_ids(titles, keep_case=True)
   if kind == "reference":
@@ -180,6 +185,14 @@ def define_flags(fv: flags.FlagValues) -> list[flags.FlagHolder]:
                            "Generator input truncation (official 256); also used for bootstrap training.",
                            flag_values=fv),
       flags.DEFINE_integer("max_levels", 18, "Escalation levels before the fallback.", flag_values=fv),
+      flags.DEFINE_enum("resolution", uniqueness.LEVEL_BY_LEVEL, uniqueness.RESOLUTIONS,
+                        "How taken candidates escalate: all pending keys a level at a time, or "
+                        "item_by_item (the official loop's result).", flag_values=fv),
+      flags.DEFINE_enum("group_search", "per_group", uniqueness.GROUP_SEARCHES,
+                        "Diverse beam search pools: per_group (newer transformers) or 4.26 (one "
+                        "pool per item, the official code's transformers).", flag_values=fv),
+      flags.DEFINE_bool("keep_case", True, "Keep the case of generated IDs (the official "
+                        "normalisation); --nokeep_case lowercases them.", flag_values=fv),
       flags.DEFINE_bool("extractive", False, "Generate only tokens of the item's own input text (not "
                         "official; see GeneratorOptions).", flag_values=fv),
       flags.DEFINE_bool("leaky_user_ids", False, "Official leaky user IDs (comparison only).", flag_values=fv),
@@ -221,12 +234,18 @@ def _assign_users(args, data, generator, item_ids, schedule, token_key, stats: d
   """Writes `--user_out`: a unique ID per user from the IDs of its (training) items."""
   t2 = time.time()
   user_texts = user_ids.user_history_texts(data, item_ids, leaky=args.leaky_user_ids)
-  user_result = assign_ids(generator, user_texts, schedule, uniqueness.IdNamespace(token_key))
+  user_result = assign_ids(generator, user_texts, schedule, uniqueness.IdNamespace(token_key),
+                           assignment=_assignment(args))
   users = id_tables.IdTable(kind="user", phase=0, ids=dict(zip(data.user_ids, user_result.ids)))
   users.validate_unique()
   users.save(args.user_out)
   stats["seconds_assign_users"] = time.time() - t2
   stats["user_ids"] = {**id_stats(user_result.ids, user_result, None, token_key), "leaky": args.leaky_user_ids}
+
+
+def _assignment(args) -> uniqueness.IdAssignment:
+  return uniqueness.IdAssignment(resolution=args.resolution, keep_case=args.keep_case,
+                                 group_search=args.group_search)
 
 
 def run(args, positional: Sequence[str] = ()) -> int:
@@ -249,11 +268,12 @@ def run(args, positional: Sequence[str] = ()) -> int:
     save_hf_t5(args.save_generator, config, params)
     shutil.copyfile(spm_path, pathlib.Path(args.save_generator) / SPM_IN_CHECKPOINT)
   options = GeneratorOptions(batch_size=args.batch_size, max_input_tokens=args.max_input_tokens,
-                             extractive=args.extractive)
+                             extractive=args.extractive, hf_semantics=args.group_search)
   generator = T5IdGenerator(config, params, tokenizer, options, progress=not args.no_progress)
   schedule = uniqueness.EscalationSchedule(max_levels=args.max_levels)
   t1 = time.time()
-  result = assign_ids(generator, texts, schedule, uniqueness.IdNamespace(token_key))
+  result = assign_ids(generator, texts, schedule, uniqueness.IdNamespace(token_key),
+                      assignment=_assignment(args))
   stats["seconds_assign_items"] = time.time() - t1
   stats["items_per_second"] = len(texts) / max(stats["seconds_assign_items"], 1e-9)
   table = id_tables.IdTable(kind="item", phase=0, ids=dict(zip(item_keys, result.ids)))

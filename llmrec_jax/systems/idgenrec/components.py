@@ -113,11 +113,13 @@ class GeneratorAssigner:
   def __init__(self, config: network.T5Config, tokenizer, data: RecData, item_texts: Sequence[str], *,
                options: GeneratorOptions = GeneratorOptions(), max_levels: int = 18,
                leaky_user_ids: bool = False, progress: bool = True, bootstrap_steps: Optional[int] = None,
-               min_text_word_share: float = MIN_TEXT_WORD_SHARE):
+               min_text_word_share: float = MIN_TEXT_WORD_SHARE,
+               assignment: uniqueness.IdAssignment = uniqueness.IdAssignment()):
     self.config, self.tokenizer, self.data = config, tokenizer, data
     self.item_texts = list(item_texts)
     self.options, self.leaky, self.progress = options, leaky_user_ids, progress
     self.schedule = uniqueness.EscalationSchedule(max_levels=max_levels)
+    self.assignment = assignment  # resolution and case of every ID it writes
     self.bootstrap_steps, self.min_text_word_share = bootstrap_steps, min_text_word_share
     self.check_words = True
     self.first_items: dict[str, Any] = {}
@@ -127,7 +129,8 @@ class GeneratorAssigner:
     """Unique item IDs only (a recommender that reads no user IDs needs no more)."""
     gen = T5IdGenerator(self.config, gen_params, self.tokenizer, self.options, progress=self.progress)
     key = assign.token_key_fn(self.tokenizer)
-    items = assign.assign_ids(gen, self.item_texts, self.schedule, uniqueness.IdNamespace(key))
+    items = assign.assign_ids(gen, self.item_texts, self.schedule, uniqueness.IdNamespace(key),
+                              assignment=self.assignment)
     self.stats = {"items": self._item_stats(items, key)}
     self._add_first_items()
     return list(items.ids)
@@ -135,10 +138,12 @@ class GeneratorAssigner:
   def __call__(self, gen_params: Any, item_ids: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     gen = T5IdGenerator(self.config, gen_params, self.tokenizer, self.options, progress=self.progress)
     key = assign.token_key_fn(self.tokenizer)
-    items = assign.assign_ids(gen, self.item_texts, self.schedule, uniqueness.IdNamespace(key))
+    items = assign.assign_ids(gen, self.item_texts, self.schedule, uniqueness.IdNamespace(key),
+                              assignment=self.assignment)
     item_stats = self._item_stats(items, key)
     texts = user_ids.user_history_texts(self.data, items.ids, leaky=self.leaky)
-    users = assign.assign_ids(gen, texts, self.schedule, uniqueness.IdNamespace(key))
+    users = assign.assign_ids(gen, texts, self.schedule, uniqueness.IdNamespace(key),
+                              assignment=self.assignment)
     self.stats = {"items": item_stats, "users": assign.id_stats(users.ids, users, None, key)}
     self._add_first_items()
     return list(items.ids), list(users.ids)
@@ -210,7 +215,7 @@ def needs_bootstrap(initial_ids: str, schedule: alternating.Schedule) -> bool:
 
 def initial_ids(kind: str, data: RecData, data_dir: str, *, assigner: Optional[GeneratorAssigner] = None,
                 gen_params: Any = None, encode: Optional[Callable[[str], Sequence[int]]] = None,
-                seed: int = 0) -> tuple[list[str], list[str]]:
+                seed: int = 0, keep_case: bool = False) -> tuple[list[str], list[str]]:
   """Item IDs per item index and user IDs per user index for round 0.
 
   bootstrap: from the (bootstrapped) generator. reference: the released IDs; users from the
@@ -218,7 +223,8 @@ def initial_ids(kind: str, data: RecData, data_dir: str, *, assigner: Optional[G
   `fixed_item_ids`; users `fixed_user_ids`. With `encode` (text -> token ids), item IDs of the
   non-generator schemes are made unique as token sequences, not only as strings. Only
   'bootstrap' keeps the assigner's check of its first item IDs (`GeneratorAssigner.check_words`):
-  with the other schemes its first item IDs come after an ID phase."""
+  with the other schemes its first item IDs come after an ID phase. `keep_case`: title IDs keep
+  the title's case (generated IDs follow the assigner's `IdAssignment`)."""
   _check_kind(kind)
   if kind == "bootstrap":
     if assigner is None:
@@ -226,14 +232,15 @@ def initial_ids(kind: str, data: RecData, data_dir: str, *, assigner: Optional[G
     return assigner(gen_params)
   if assigner is not None:
     assigner.check_words = False
-  items = fixed_item_ids(kind, data, data_dir, encode=encode, seed=seed)
+  items = fixed_item_ids(kind, data, data_dir, encode=encode, seed=seed, keep_case=keep_case)
   if kind != "reference" or assigner is None:
     return items, fixed_user_ids(data)
   gen = T5IdGenerator(assigner.config, gen_params, assigner.tokenizer, assigner.options,
                       progress=assigner.progress)
   texts = user_ids.user_history_texts(data, items, leaky=assigner.leaky)
   users = assign.assign_ids(gen, texts, assigner.schedule,
-                            uniqueness.IdNamespace(assign.token_key_fn(assigner.tokenizer)))
+                            uniqueness.IdNamespace(assign.token_key_fn(assigner.tokenizer)),
+                            assignment=assigner.assignment)
   return items, list(users.ids)
 
 
@@ -246,14 +253,15 @@ def fixed_user_ids(data: RecData) -> list[str]:
 
 def fixed_item_ids(kind: str, data: RecData, data_dir: str, *,
                    encode: Optional[Callable[[str], Sequence[int]]] = None, seed: int = 0,
-                   title_words: int = id_schemes.TITLE_ID_WORDS) -> list[str]:
+                   title_words: int = id_schemes.TITLE_ID_WORDS, keep_case: bool = False) -> list[str]:
   """N unique, non-empty item IDs of a scheme that needs no generator (`FIXED_IDS`, built by
   `id_schemes.build`: title / reference / sequential / random), unique as token sequences under
-  `encode` when given."""
+  `encode` when given; title IDs keep case when `keep_case`."""
   _check_kind(kind)
   if kind not in FIXED_IDS:
     raise ValueError(f"initial_ids={kind!r} comes from the generator, not from a fixed scheme")
-  return id_schemes.build(kind, data, data_dir, encode=encode, seed=seed, title_words=title_words)
+  return id_schemes.build(kind, data, data_dir, encode=encode, seed=seed, title_words=title_words,
+                          keep_case=keep_case)
 
 
 def _check_kind(kind: str) -> None:

@@ -38,6 +38,9 @@ class GeneratorOptions:
     ban_unk: never generate <unk> (the official code allows it; it decodes to nothing useful).
     extractive: only emit tokens that occur in the text's own (truncated) input, plus EOS: IDs are
       then made of the item's own pieces (not the official behaviour, which is unconstrained).
+    hf_semantics: the group search's hypothesis pools (`diverse.HfSemantics`): 'per_group'
+      (newer transformers: each group returns its own best beams) or '4.26' (transformers
+      4.26.0, which the official code pins: one pool shared by all groups).
   """
   batch_size: int = 256
   num_groups: int = 10
@@ -46,8 +49,10 @@ class GeneratorOptions:
   max_input_tokens: int = 256
   ban_unk: bool = False
   extractive: bool = False
+  hf_semantics: str = "per_group"
 
   def __post_init__(self):
+    diverse.HfSemantics(self.hf_semantics)  # fails loudly on a typo
     for name in ("batch_size", "num_groups", "beams_per_group", "num_return", "max_input_tokens"):
       if getattr(self, name) < 1:
         raise ValueError(f"GeneratorOptions.{name} must be >= 1, got {getattr(self, name)}")
@@ -70,7 +75,8 @@ def allowed_tokens(vocab_size: int, num_pieces: int, ban_unk: bool = False) -> n
 def generate_batch(params: PyTree, inputs_BxS: jax.Array, diversity_penalty: jax.Array, *,
                    model: models.EncoderDecoderModel, allowed_V: np.ndarray, num_groups: int,
                    beams_per_group: int, num_return: int, min_decode_len: int, max_decode_len: int,
-                   extractive: bool = False) -> tuple[jax.Array, jax.Array]:
+                   extractive: bool = False,
+                   hf_semantics: str = "per_group") -> tuple[jax.Array, jax.Array]:
   """Diverse beam search for a batch (pure; jit with the keyword args bound).
 
   Args:
@@ -82,6 +88,7 @@ def generate_batch(params: PyTree, inputs_BxS: jax.Array, diversity_penalty: jax
     num_groups, beams_per_group, num_return: G, Kg, R (R <= G * Kg).
     min_decode_len, max_decode_len: `diverse.group_beam_search` lengths.
     extractive: also forbid tokens absent from each row's input (EOS stays allowed).
+    hf_semantics: `diverse.group_beam_search`'s.
   Returns:
     (sequences_BxRxL int32, scores_BxR float32), best first; L = max_decode_len.
   """
@@ -105,7 +112,8 @@ def generate_batch(params: PyTree, inputs_BxS: jax.Array, diversity_penalty: jax
     del num_decodes, decode_rng
     result = diverse.group_beam_search(
         inputs, cache, tokens_to_logits, eos_id, cache_offset=cache_offset, logits_mask_fn=mask_fn,
-        num_groups=num_groups, beams_per_group=beams_per_group, **kwargs)
+        num_groups=num_groups, beams_per_group=beams_per_group, hf_semantics=hf_semantics,
+        **kwargs)
     seqs_BxRxL, scores_BxR, _ = diverse.best_first(result, num_return)
     return seqs_BxRxL, scores_BxR
 
@@ -156,7 +164,8 @@ class T5IdGenerator:
       self._compiled[key] = jax.jit(functools.partial(
           generate_batch, model=self._model, allowed_V=self._allowed_V, num_groups=o.num_groups,
           beams_per_group=o.beams_per_group, num_return=o.num_return,
-          min_decode_len=level.min_length, max_decode_len=level.max_new_tokens, extractive=o.extractive))
+          min_decode_len=level.min_length, max_decode_len=level.max_new_tokens, extractive=o.extractive,
+          hf_semantics=o.hf_semantics))
     return self._compiled[key]
 
   def generate(self, inputs_NxS: np.ndarray, level: EscalationLevel) -> tuple[np.ndarray, np.ndarray]:

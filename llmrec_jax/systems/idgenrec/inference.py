@@ -102,13 +102,14 @@ def _data_dir(run: RunRecord, cfg_path: str, override: Optional[str]) -> str:
 
 def recommend(r: Restored, histories: Sequence[Sequence[int]], user_ids: Sequence[str], *, top_k: int = 10,
               templates: Optional[prompts.TemplateSet] = None, input_len: int = 256, id_len: int = 16,
-              max_his: int = 20, exclude: Optional[Sequence[Sequence[int]]] = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+              max_his: int = 20, exclude: Optional[Sequence[Sequence[int]]] = None,
+              truncation: str = "drop_oldest") -> tuple[np.ndarray, np.ndarray]:
   """Top-K item indices and scores [U, K] (best first) for histories of item indices."""
   templates = templates or prompts.get_template_set("llmrec_default")
   batcher = prompt_batches.PromptBatcher(r.tokenizer.encode, None, r.item_ids, templates.train,
                                          num_history=max_his, input_len=input_len, id_len=id_len,
-                                         target_len=id_len, grow_lengths=True)  # as training's IDs
+                                         target_len=id_len, grow_lengths=True,  # as training's IDs
+                                         truncation=truncation)
   trie = batcher.item_tokens.trie(r.model.module.config.vocab_size)
   batch = batcher.rec_batch(list(user_ids), [list(h) for h in histories], [0] * len(histories),
                             [0] * len(histories))

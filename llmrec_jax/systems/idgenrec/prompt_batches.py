@@ -8,7 +8,10 @@ filled in), then one slot per history item separated by the tokens of the separa
 text after `{history}`, then EOS. Each slot is either the item's current ID tokens (teacher
 forcing: the prompt then equals the rec-phase prompt of those IDs) or a fixed number of
 placeholder positions (free-running generation). `soft_slot[b, s] = h * C + t` marks position s
-as the t-th soft token of history item h; -1 keeps the token at s.
+as the t-th soft token of history item h; -1 keeps the token at s. A prompt longer than
+`input_len` is cut as `prompt_tokens.tokenize_prompt` cuts it (`truncation`): whole items, oldest
+first, or the first input_len - 1 tokens and EOS (then `history_items` lists the items that start
+before the cut).
 
 The item IDs' tokens come from one `ItemTokens` table (`PromptBatcher.item_tokens`), which also
 gives the item trie for evaluation. An ID longer than `id_len` / `target_len` allow (tokens + EOS)
@@ -24,7 +27,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from llmrec_jax.data import batching, prompts
+from llmrec_jax.data import batching, prompt_tokens, prompts
 from llmrec_jax.data import splits as splits_lib
 from llmrec_jax.indexing.item_tokens import ItemTokens
 
@@ -55,6 +58,7 @@ class PromptBatcher:
     free_running_steps: None for teacher forcing, else the slot length of every item.
     grow_lengths: IDs longer than id_len / target_len allow grow both (multiples of 4, logged)
       instead of failing: for IDs a generator lengthens (`ItemTokens.fit_length`).
+    truncation: how a prompt over `input_len` is cut (`prompt_tokens.Truncation`).
     item_tokens: the `ItemTokens` table of `item_ids` (built here).
   """
   encode: Callable[[str], list[int]]
@@ -73,8 +77,10 @@ class PromptBatcher:
   # compiled shapes instead of always `input_len`); 0 keeps `input_len`.
   length_bucket: int = 32
   grow_lengths: bool = False
+  truncation: prompt_tokens.Truncation = prompt_tokens.Truncation.DROP_OLDEST
 
   def __post_init__(self):
+    self.truncation = prompt_tokens.Truncation(self.truncation)
     if self.item_texts is not None and len(self.item_texts) != len(self.item_ids):
       raise ValueError(f"{len(self.item_texts)} item texts but {len(self.item_ids)} item IDs")
     self._text_NxL = None
@@ -89,23 +95,29 @@ class PromptBatcher:
     return self.free_running_steps or len(self.item_tokens.tokens(item))
 
   def _layout(self, template: prompts.Template, user_id: str, history: Sequence[int]):
-    """Token ids and soft slots of one prompt; drops the oldest items until it fits."""
+    """Token ids, soft slots and kept items of one prompt, cut to fit (`truncation`)."""
     before, after = template.input.split("{history}", 1)
     pre = self.encode(before.format(user_id=user_id).strip()) if before.strip() else []
     post = self.encode(after.format(user_id=user_id).strip()) if after.strip() else []
     history = list(history)[-self.num_history:]
     while True:
-      tokens, slots = list(pre), [-1] * len(pre)
+      tokens, slots, starts = list(pre), [-1] * len(pre), []
       for h, item in enumerate(history):
         if h:
           tokens += self._sep_tokens
           slots += [-1] * len(self._sep_tokens)
+        starts.append(len(tokens))
         n = self._slot_len(item)
         fill = self.item_tokens.tokens(item) if self.free_running_steps is None else [PLACEHOLDER_ID] * n
         tokens += fill
         slots += [h * self._c + t for t in range(n)]
       tokens += post + [self.eos_id]
       slots += [-1] * (len(post) + 1)
+      if len(tokens) > self.input_len and self.truncation is prompt_tokens.Truncation.RIGHT:
+        self.truncated_histories += 1
+        cut = self.input_len - 1
+        return (tokens[:cut] + [self.eos_id], slots[:cut] + [-1],
+                history[:sum(a < cut for a in starts)])
       if len(tokens) <= self.input_len or len(history) <= 1:
         break
       history = history[1:]

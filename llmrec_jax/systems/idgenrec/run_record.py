@@ -37,6 +37,8 @@ class RunRecord:
     synthetic_users: users of the built-in synthetic dataset (data_dir 'synthetic').
     synthetic_items: items of the built-in synthetic dataset.
     seed: the run's seed (the synthetic dataset depends on it).
+    truncation: how a prompt over `input_len` is cut (`prompt_tokens.Truncation` value); records
+      written before it existed load as 'drop_oldest', what those runs did.
     schema_version: the file's layout; `SCHEMA_VERSION` is the one this code writes and reads.
   """
   data_dir: str
@@ -49,6 +51,7 @@ class RunRecord:
   synthetic_users: int
   synthetic_items: int
   seed: int
+  truncation: str = "drop_oldest"
   schema_version: int = SCHEMA_VERSION
 
   def __post_init__(self):
@@ -92,6 +95,7 @@ def _check_fields(fields: dict[str, Any], where: str) -> None:
   """RunRecordError naming `where` and the first field that is missing, unknown or mistyped."""
   # Records written before versions existed hold exactly version 1's other fields.
   version = fields.setdefault("schema_version", 1)
+  fields.setdefault("truncation", "drop_oldest")  # added later, within version 1
   if version != SCHEMA_VERSION:
     raise RunRecordError(f"{where}: field 'schema_version' is {version!r}; this code reads "
                          f"version {SCHEMA_VERSION}")

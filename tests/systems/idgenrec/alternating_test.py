@@ -2,7 +2,9 @@
 stopped after a checkpoint and resumed ends exactly as an uninterrupted run."""
 import dataclasses
 import functools
+import json
 import logging
+import math
 import os
 import re
 import signal
@@ -15,7 +17,7 @@ from llmrec_jax import model_sizes, models, network, partitioning
 from llmrec_jax.data import item_text, prompts, splits, synthetic, task_builders
 from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax.systems.idgenrec import alternating, phase_batches, prompt_batches
-from llmrec_jax.training import stopping
+from llmrec_jax.training import optimizers, stopping
 from llmrec_jax.training import trainer as trainer_lib
 
 
@@ -327,3 +329,87 @@ def test_each_phase_of_the_real_loop_leaves_the_other_model_bit_identical(parts)
   rec2, gen2 = _snapshot(loop.rec_state), _snapshot(loop.gen_state)
   assert _same(rec2, rec1), "the ID phase changed the recommender (params, optimizer state or step)"
   assert not _same(gen2[0], gen1[0]) and int(gen2[2]) == loop.id_steps
+
+
+@pytest.mark.parametrize("mask", [None, "ALL_BUT_RELPOS_BIAS"])
+def test_schedule_weight_decay_mask_reaches_both_optimizers(parts, mask):
+  """One update with zero gradients (Adam's step 0, only the decay moves a leaf) changes exactly
+  the leaves the mask decays, in both models' optimizers; the default is NO_NORMS_OR_BIASES."""
+  loop = alternating.IdGenRecLoop(_context(parts, **({"weight_decay_mask": mask} if mask else {})))
+  want = optimizers.WeightDecayMask(mask or "NO_NORMS_OR_BIASES")
+  assert loop.ctx.schedule.weight_decay_mask is want
+  for trainer, state in ((loop.rec_trainer, loop.rec_state), (loop.id_trainer, loop.gen_state)):
+    params = jax.tree_util.tree_map(np.array, state.params)
+    zeros = jax.tree_util.tree_map(np.zeros_like, params)
+    updates, _ = trainer.tx.update(zeros, trainer.tx.init(params), params)
+    moved = jax.tree_util.tree_map(lambda u: bool(np.any(np.asarray(u) != 0)), updates)
+    assert moved == optimizers.decay_mask_of(params, want)
+
+
+def test_replicas_count_steps_per_replica(parts):
+  """replicas=R: each phase's steps are replica 0's, ceil(ceil(rows / R) / batch) per epoch."""
+  ctx = _context(parts, replicas=4)
+  ctx = dataclasses.replace(ctx, schedule=dataclasses.replace(ctx.schedule, rec_epochs=2.0, id_epochs=1.0))
+  loop = alternating.IdGenRecLoop(ctx)
+  n = ctx.splits["train"].num_examples * ctx.schedule.sample_num
+  per_replica = len(range(0, n, 4))
+  assert loop.rec_steps == 2 * math.ceil(per_replica / 8)
+  assert loop.id_steps == math.ceil(per_replica / 4)
+
+
+def test_initial_ids_survive_new_ids_and_a_resume(parts, tmp_path):
+  """With id_phase_ids 'initial' the run's first IDs stay in the context through a
+  regeneration and come back from the checkpoint, whatever IDs the restarted context holds."""
+  data, item_ids, user_ids = parts[:3]
+  first = alternating.IdGenRecLoop(_context(parts, str(tmp_path), id_phase_ids="initial"))
+  first.regenerate_ids()   # the assigner rotates every item ID
+  assert first.ctx.item_ids == _rotate(item_ids) and first.ctx.initial_item_ids == item_ids
+  first.save()
+  other = _context(parts, str(tmp_path), id_phase_ids="initial")
+  other = dataclasses.replace(other, item_ids=_rotate(_rotate(item_ids)), initial_item_ids=None,
+                              user_ids=_rotate(user_ids), initial_user_ids=None)
+  second = alternating.IdGenRecLoop(other)
+  assert second.maybe_restore()
+  assert second.ctx.item_ids == _rotate(item_ids) and second.ctx.user_ids == user_ids
+  assert second.ctx.initial_item_ids == item_ids and second.ctx.initial_user_ids == user_ids
+  # The ID phase's batches are those of the initial IDs.
+  rows = phase_batches.rows_at(lambda e: phase_batches.phase_order(second.ctx, 1, "id", e), 0, 4)
+  got = phase_batches.build(phase_batches.source(second.ctx, for_id_phase=True), second.ctx, rows,
+                            id_batch=True)
+  start = _context(parts)
+  want = phase_batches.build(phase_batches.source(start, for_id_phase=True), start, rows, id_batch=True)
+  for k in want:
+    np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+@pytest.mark.parametrize("select_best", [True, False])
+def test_without_model_selection_no_validation_runs_and_the_last_test_is_reported(
+    parts, tmp_path, monkeypatch, select_best):
+  """`select_best=False` (the official code) evaluates the test split only and reports the last
+  rec phase's test metrics as `best` (what results.json's readers take as the run's metrics)."""
+  from llmrec_jax.experiments import runs   # pylint: disable=g-import-not-at-top
+  ctx = _context(parts, select_best=select_best)
+  loop = alternating.IdGenRecLoop(dataclasses.replace(ctx, schedule=dataclasses.replace(ctx.schedule, rounds=3)))
+  calls = []
+  valid_scores = iter([0.2, 0.9, 0.1])   # validation prefers round 1
+
+  def evaluate(split):
+    calls.append(split)
+    return {"ndcg@5": next(valid_scores) if split == "valid" else float(len(calls))}
+  monkeypatch.setattr(loop, "evaluate", evaluate)
+  monkeypatch.setattr(loop, "rec_phase", lambda rnd, max_optimizer_steps=None: {"loss": 1.0})
+  monkeypatch.setattr(loop, "id_phase", lambda rnd, max_optimizer_steps=None: {"loss": 2.0})
+  monkeypatch.setattr(loop, "eval_rows", lambda split: np.arange(5))
+  summary = loop.run()
+  rec = [r for r in summary["phases"] if r["phase"] == "rec"]
+  assert len(rec) == 3
+  if select_best:
+    assert calls == ["valid", "test"] * 3 and summary["best"] is rec[1]
+  else:
+    assert calls == ["test"] * 3 and summary["best"] is rec[-1]
+    assert all("valid" not in r for r in summary["phases"])
+    assert rec[-1]["eval_users"] == {"test": 5}
+  path = tmp_path / "results.json"
+  path.write_text(json.dumps(summary), encoding="utf-8")
+  assert runs.load_metrics(path, "generative") == {
+      k: v for k, v in summary["best"]["test"].items() if k in runs.METRICS}

@@ -49,7 +49,7 @@ def test_cli_writes_unique_tables_and_stats(assigned):
   items.validate_unique()
   users.validate_unique()
   for table in (items, users):
-    assert all(t and id_tables.normalize_id(t) == t for t in table.ids.values())
+    assert all(t and id_tables.normalize_id(t, keep_case=True) == t for t in table.ids.values())
   s = stats["item_ids"]
   assert s["count"] == s["unique"] == s["unique_token_sequences"] == data.num_items
   assert sum(s["levels"].values()) == data.num_items and s["fallbacks"] == s["levels"].get("fallback", 0)
@@ -151,3 +151,46 @@ def test_orbax_generator_checkpoint_loads_its_saved_config_whatever_the_size_nam
                                          checkpoint=str(tmp_path / "ckpt"))
   assert model.module.config == dataclasses.replace(cfg, dropout_rate=0.1)
   _assert_same_params(params, params3)
+
+
+def test_item_by_item_with_a_real_generator_is_the_official_loop(assigned):
+  """The saved generator's candidates, resolved item by item with case kept: equal to the official
+  sequential loop run key by key on the same generator."""
+  from llmrec_jax.systems.idgenrec.generator import GeneratorOptions, T5IdGenerator
+  root, _ = assigned
+  data = load_p5(root / "data")
+  texts = assign.item_texts_and_titles(data)[0]
+  cfg, params = assign.load_generator(str(root / "gen"))
+  tok, _ = assign.generator_tokenizer(None, data, str(root / "gen"))
+  gen = T5IdGenerator(cfg, params, tok, GeneratorOptions(batch_size=16, max_input_tokens=32))
+  # One- and two-piece candidates: few to go round, so keys escalate and fall back.
+  schedule = uniqueness.EscalationSchedule(num_penalties=2, length_step=1, window=2, max_levels=4)
+  chosen = uniqueness.IdAssignment(resolution=uniqueness.ITEM_BY_ITEM, keep_case=True)
+  got = assign.assign_ids(gen, texts, schedule, uniqueness.IdNamespace(), assignment=chosen)
+  fn = gen.candidate_fn(texts)
+  taken, want = set(), []
+  for k in range(len(texts)):   # the official loop, one key and one level at a time
+    for level in schedule.levels():
+      free = [c for c in (id_tables.normalize_id(c, keep_case=True) for c in fn(np.array([k]), level)[0])
+              if c and c not in taken]
+      if free:
+        want.append(free[0])
+        break
+    else:
+      want.append(None)   # the fallback (our cap), checked below
+    taken.add(want[-1] if want[-1] is not None else got.ids[k])
+  assert [w if w is not None else t for w, t in zip(want, got.ids)] == got.ids
+  assert [w is None for w in want] == (got.levels == uniqueness.FALLBACK_LEVEL).tolist()
+  assert 0 < got.num_fallbacks < len(texts) and any(lvl > 0 for lvl in got.levels)   # it escalated
+
+
+def test_cli_flags_select_the_assignment(run):
+  from llmrec_jax import cli_flags
+  _, argv = run
+  args, _ = cli_flags.parse(assign.define_flags, argv + ["--resolution", "item_by_item", "--nokeep_case",
+                                                         "--group_search", "4.26"])
+  assert assign._assignment(args) == uniqueness.IdAssignment(  # pylint: disable=protected-access
+      "item_by_item", keep_case=False, group_search="4.26")
+  assert assign._assignment(cli_flags.parse(assign.define_flags, argv)[0]) == uniqueness.IdAssignment()  # pylint: disable=protected-access
+  with pytest.raises(flags.IllegalFlagValueError, match="resolution"):
+    cli_flags.parse(assign.define_flags, argv + ["--resolution", "greedy"])

@@ -10,9 +10,9 @@ from llmrec_jax import model_sizes
 from llmrec_jax import train as train_lib
 from llmrec_jax.data import id_tables, records, synthetic
 from llmrec_jax.data.errors import DataError
-from llmrec_jax.indexing import id_schemes
+from llmrec_jax.indexing import id_schemes, uniqueness
 from llmrec_jax.systems.idgenrec import alternating, components as idgenrec
-from llmrec_jax.systems.idgenrec import bootstrap
+from llmrec_jax.systems.idgenrec import bootstrap, setup_cache
 
 
 def _data(**kw):
@@ -152,13 +152,35 @@ def test_title_and_generated_ids_get_a_vocabulary_that_spells_their_lowercase_wo
                          item_meta=meta, sequences=(_seq(0, 1, 2),))
   texts = [f"{m['title']}. {m['brand']}" for m in meta]
 
-  def cost(initial_ids):
+  def cost(initial_ids, keep_case=False):
     tok, _ = train_lib._tokenizer(str(tmp_path / initial_ids), data, "", None, 120,
-                                  initial_ids=initial_ids, item_texts=texts)
-    return sum(len(tok.encode(b.lower())) for b in brands)
+                                  initial_ids=initial_ids, item_texts=texts, keep_case=keep_case)
+    return sum(len(tok.encode(b if keep_case else b.lower())) for b in brands)
   (tmp_path / "title").mkdir(), (tmp_path / "sequential").mkdir(), (tmp_path / "bootstrap").mkdir()
   assert cost("title") == cost("bootstrap") < cost("sequential")
   assert cost("title") <= 2 * len(brands)
+  assert cost("title", keep_case=True) <= 2 * len(brands)   # case kept: the cased text is what IDs are cut from
+
+
+def test_train_keeps_the_case_of_title_ids_when_asked(tmp_path, monkeypatch):
+  """`id_assignment` reaches the round-0 IDs (and their cache key); lowercase IDs (the settings
+  before the option existed) keep the old key, the default keeps case."""
+  class _Stop(Exception):
+    pass
+
+  def stop(*args, **kwargs):
+    raise _Stop()
+  monkeypatch.setattr(train_lib, "_metric_logger", stop)   # the first step after the round-0 IDs
+  for name, chosen in (("lower", uniqueness.IdAssignment(keep_case=False)), ("cased", uniqueness.IdAssignment())):
+    with pytest.raises(_Stop):
+      train_lib.train(model_dir=str(tmp_path / name), dataset_vocab_size=120, synthetic_users=24,
+                      synthetic_items=24, initial_ids="title", id_assignment=chosen,
+                      schedule=alternating.Schedule(id_epochs=0.0))
+  saved = {name: json.loads((tmp_path / name / setup_cache.INITIAL_IDS).read_text())
+           for name in ("lower", "cased")}
+  lower, cased = saved["lower"]["item_ids"], saved["cased"]["item_ids"]
+  assert [c.lower() for c in cased] == lower and cased != lower
+  assert "id_assignment" not in saved["lower"]["key"] and saved["cased"]["key"]["id_assignment"]["keep_case"]
 
 
 # ------------------------------------------------------------------ leak-free user IDs, every path

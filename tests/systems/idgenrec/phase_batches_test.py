@@ -2,6 +2,7 @@
 the piece-by-piece ones on the default templates, and each phase picks up the loop's current IDs
 (regenerated or restored) without being told."""
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -82,3 +83,72 @@ def test_unchanged_ids_keep_the_tasks_encoded_ids(ctx):
   rotated = [" ".join(t.split()[1:] + t.split()[:1]) for t in ctx.item_ids]
   phase_batches.seqio_source(dataclasses.replace(ctx, item_ids=rotated))
   assert provider.version == version + 1 and provider.item.for_ids(ctx.data.item_ids) == rotated
+
+
+def _official_sampler(epoch_orders, rank: int, replicas: int, batch_size: int):
+  """Brute force of the official `DistMultiDataTaskSampler` (one task): per epoch the rank's rows
+  [rank::R] of the epoch's order, ceil(ceil(n / R) / batch) batches, the iterator restarting
+  at the epoch's first row when it runs out."""
+  batches = []
+  for order in epoch_orders:
+    mine = order[rank::replicas]
+    per_epoch = math.ceil(math.ceil(len(order) / replicas) / batch_size)
+    it = iter(mine)
+    for _ in range(per_epoch):
+      batch = []
+      for _ in range(batch_size):
+        try:
+          batch.append(next(it))
+        except StopIteration:
+          it = iter(mine)
+          batch.append(next(it))
+      batches.append(batch)
+  return batches
+
+
+@pytest.mark.parametrize("replicas,batch_size", [(4, 12), (3, 64), (4, 7)])
+def test_replicas_train_replica_0_on_every_rth_row_as_the_official_sampler(ctx, replicas, batch_size):
+  one = dataclasses.replace(ctx, schedule=dataclasses.replace(ctx.schedule, replicas=1))
+  many = dataclasses.replace(ctx, schedule=dataclasses.replace(ctx.schedule, replicas=replicas))
+  full = [phase_batches.phase_order(one, 0, "rec", e) for e in range(3)]
+  for e in range(3):   # replica 0's epoch: every R-th row of the one-replica epoch order
+    ex, tids = phase_batches.phase_order(many, 0, "rec", e)
+    np.testing.assert_array_equal(ex, full[e][0][::replicas])
+    np.testing.assert_array_equal(tids, full[e][1][::replicas])
+  n = len(full[0][0])
+  order = lambda e: phase_batches.phase_order(many, 0, "rec", e)
+  want = _official_sampler([list(zip(*f)) for f in full], 0, replicas, batch_size)
+  per_epoch = len(want) // 3
+  assert phase_batches.phase_steps(n, 3, batch_size, replicas) == len(want)
+  assert phase_batches.phase_steps(n, 1.0, batch_size, replicas) == per_epoch
+  assert phase_batches.phase_steps(n, 0.5, batch_size, replicas) == -(-per_epoch // 2)
+  for step, batch in enumerate(want):
+    ex, tids = phase_batches.batch_rows(order, step, batch_size, replicas)
+    assert list(zip(ex.tolist(), tids.tolist())) == [tuple(map(int, r)) for r in batch], step
+  # one replica: one row stream (ceil(n * epochs / batch) steps), unchanged
+  assert phase_batches.phase_steps(n, 3, batch_size) == -(-3 * n // batch_size)
+  ex1, _ = phase_batches.batch_rows(lambda e: phase_batches.phase_order(one, 0, "rec", e), 1, batch_size)
+  np.testing.assert_array_equal(ex1, full[0][0][batch_size:2 * batch_size])
+
+
+@pytest.mark.parametrize("tasks", [True, False])
+def test_id_phase_reads_the_initial_ids_when_asked(ctx, tasks):
+  """After new IDs, with id_phase_ids 'initial' the ID-phase batches equal those of the run's
+  initial IDs (rec batches follow the new ones); with 'current' both follow the new IDs."""
+  base = ctx if tasks else dataclasses.replace(ctx, prompt_tasks=None)
+  rotate = lambda t: " ".join(t.split()[1:] + t.split()[:1])
+  new_items, new_users = [rotate(t) for t in base.item_ids], [rotate(t) for t in base.user_ids]
+  rows = phase_batches.rows_at(lambda e: phase_batches.phase_order(base, 0, "id", e), 5, 8)
+
+  def batch(c, id_batch):
+    return phase_batches.build(phase_batches.source(c, for_id_phase=id_batch), c, rows, id_batch=id_batch)
+  fresh = dataclasses.replace(base, item_ids=new_items, user_ids=new_users, initial_item_ids=None,
+                              initial_user_ids=None)   # a run that started with the new IDs
+  assert not np.array_equal(batch(base, True)["decoder_target_tokens"],
+                            batch(fresh, True)["decoder_target_tokens"])
+  for mode in ("initial", "current"):
+    c = dataclasses.replace(base, schedule=dataclasses.replace(base.schedule, id_phase_ids=mode))
+    after = c.with_ids(new_items, new_users)   # e.g. an ID phase's regeneration
+    assert after.initial_item_ids == base.item_ids and after.initial_user_ids == base.user_ids
+    _equal(batch(after, True), batch(base if mode == "initial" else fresh, True))
+    _equal(batch(after, False), batch(fresh, False))

@@ -70,3 +70,13 @@ def test_a_record_written_before_versions_loads_as_version_1(tmp_path):
   del fields["schema_version"]
   _write(tmp_path, fields)
   assert RunRecord.load(str(tmp_path)) == _record()
+
+
+def test_truncation_round_trips_and_older_records_load_as_drop_oldest(tmp_path):
+  record = _record(truncation="right")
+  record.save(str(tmp_path))
+  assert RunRecord.load(str(tmp_path)).truncation == "right"
+  fields = dataclasses.asdict(_record())
+  del fields["truncation"]   # written before the field existed: those runs dropped the oldest items
+  _write(tmp_path, fields)
+  assert RunRecord.load(str(tmp_path)) == _record() and _record().truncation == "drop_oldest"

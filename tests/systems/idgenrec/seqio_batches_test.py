@@ -112,3 +112,33 @@ def test_glued_punctuation_moves_tokens_but_slots_stay_on_the_id_tokens(parts):
       assert at == list(range(at[0], at[0] + n)) if n else not at  # contiguous
       np.testing.assert_array_equal(tok_S[at], got["item_id_targets"][b * h_len + h][:n])
     assert (slot_S >= 0).sum() == (got["item_id_targets"].reshape(B, h_len, c)[b] > 1).sum()
+
+
+@pytest.mark.parametrize("kind,free_running_steps", [("rec", None), ("id", None), ("id", 5)])
+def test_right_truncated_batches_equal_prompt_batcher_and_slot_only_kept_items(parts, kind,
+                                                                              free_running_steps):
+  """With truncation 'right' (input_len cuts the prompts inside the history) both sources give
+  the same arrays, and every soft slot names a kept item (`history_items`), each kept item's
+  slots starting at t = 0."""
+  data, split, texts, rows = parts
+  provider = tb.IdProvider(synthetic.PROVIDERS[NAME].item, synthetic.PROVIDERS[NAME].user)
+  names = prompt_token_tasks.register_prompt_token_tasks(
+      "test_seqio_batches_right", data, synthetic.VOCAB, provider, synthetic.TEMPLATES, overwrite=True,
+      grow_lengths=True, max_his=MAX_HIS, input_len=96, truncation="right",
+      free_running_steps=free_running_steps)
+  ours = seqio_batches.SeqioPromptBatches(names[kind], split, item_texts=texts, text_len=64)
+  reference = _reference(parts, provider, kind, free_running_steps=free_running_steps,
+                         truncation="right")
+  reference.input_len = 96
+  for ex, tids in rows[:2]:
+    got = (ours.rec_batch if kind == "rec" else ours.build)(ex, tids)
+    _assert_equal(got, _reference_batch(parts, provider, reference, kind, ex, tids))
+    assert got["encoder_input_tokens"].shape[1] == 96
+    if kind == "id":
+      c, hist_BxH = free_running_steps or got["item_id_targets"].shape[1], got["history_items"]
+      slot_BxS = got["soft_slot"]
+      for b in range(B):
+        items = {s // c for s in slot_BxS[b] if s >= 0}
+        assert items == set(np.flatnonzero(hist_BxH[b] >= 0).tolist())
+        assert all(s % c == 0 for s in slot_BxS[b] if s >= 0 and s - 1 not in slot_BxS[b])
+  assert reference.truncated_histories > 0
