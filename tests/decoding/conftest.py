@@ -97,4 +97,28 @@ def toy():
 @pytest.fixture(scope="module")
 def helpers():
   return {"random_catalogue": random_catalogue, "all_sequences": all_sequences, "pad": pad,
-          "np_next_logprobs": np_next_logprobs}
+          "np_next_logprobs": np_next_logprobs, "strip_eos": strip_eos,
+          "run_group_search": run_group_search}
+
+
+def strip_eos(row, eos: int = 1):
+  """The row up to and including its first EOS, as ints."""
+  row = list(map(int, row))
+  return row[:row.index(eos) + 1] if eos in row else row
+
+
+_COMPILED = {}
+
+
+def run_group_search(model, enc, length, constraint=None, eos: int = 1, **kw):
+  """`diverse.group_beam_search` under jit, compiled once per shape and options (the diversity
+  penalty is a traced argument, so escalating it does not recompile)."""
+  from llmrec_jax.decoding import diverse  # pylint: disable=g-import-not-at-top
+  lam = kw.pop("diversity_penalty")
+  key = (id(model), enc.shape, length, constraint is None, eos, tuple(sorted(kw.items())))
+  if key not in _COMPILED:
+    inputs = jnp.zeros((enc.shape[0], length), jnp.int32)
+    _COMPILED[key] = jax.jit(lambda e, l, c: diverse.group_beam_search(
+        inputs, model.init_cache(e), model.tokens_to_logits, eos, diversity_penalty=l,
+        max_decode_len=length, constraint=c, **kw))
+  return _COMPILED[key](enc, lam, constraint)

@@ -96,26 +96,6 @@ def hf_reference(next_lp, vocab, groups, kg, lam, max_new, min_len, lp, early_st
   return [sorted(h, key=lambda x: -x[0]) for h in hyps]
 
 
-def _strip(row):
-  row = list(map(int, row))
-  return row[:row.index(EOS) + 1] if EOS in row else row
-
-
-_COMPILED = {}
-
-
-def _run(model, enc, length, constraint=None, **kw):
-  """Runs group_beam_search under jit; reuses the compiled function across calls and lambdas."""
-  lam = kw.pop("diversity_penalty")
-  key = (id(model), enc.shape, length, constraint is None, tuple(sorted(kw.items())))
-  if key not in _COMPILED:
-    inputs = jnp.zeros((enc.shape[0], length), jnp.int32)
-    _COMPILED[key] = jax.jit(lambda e, l, c: diverse.group_beam_search(
-        inputs, model.init_cache(e), model.tokens_to_logits, EOS, diversity_penalty=l,
-        max_decode_len=length, constraint=c, **kw))
-  return _COMPILED[key](enc, lam, constraint)
-
-
 CASES = [
     dict(groups=3, kg=2, lam=0.7, max_new=5, min_len=2, lp=1.0, early=False, trie=False),
     dict(groups=4, kg=1, lam=1.5, max_new=6, min_len=0, lp=1.0, early=False, trie=True),
@@ -141,10 +121,10 @@ def test_matches_hf_group_beam_search_semantics(toy, helpers, case):
       for d in range(len(s)):
         prefixes.setdefault(tuple(s[:d]), set()).add(s[d])
     allowed = lambda p: prefixes.get(tuple(p), set())
-  res = _run(model, enc, case["max_new"], num_groups=case["groups"],
-             beams_per_group=case["kg"], diversity_penalty=case["lam"],
-             min_decode_len=case["min_len"], length_penalty=case["lp"],
-             early_stopping=case["early"], **kw)
+  res = helpers["run_group_search"](model, enc, case["max_new"], num_groups=case["groups"],
+                                    beams_per_group=case["kg"], diversity_penalty=case["lam"],
+                                    min_decode_len=case["min_len"], length_penalty=case["lp"],
+                                    early_stopping=case["early"], **kw)
   seqs, scores = np.asarray(res.sequences_BxPxNxL), np.asarray(res.scores_BxPxN)
   for i in range(b):
     ref = hf_reference(functools.partial(helpers["np_next_logprobs"], model, enc[i]), vocab,
@@ -156,7 +136,7 @@ def test_matches_hf_group_beam_search_semantics(toy, helpers, case):
       assert np.isfinite(got_s).sum() == len(want), (i, g)
       for j, (ws, wseq) in enumerate(want):
         np.testing.assert_allclose(got_s[j], ws, rtol=1e-4, atol=1e-4)
-        assert _strip(seqs[i, g, j]) == wseq, (i, g, j)
+        assert helpers["strip_eos"](seqs[i, g, j]) == wseq, (i, g, j)
   # HF's pooled order.
   pooled, pscores, group = diverse.best_first(res)
   assert np.all(np.diff(np.where(np.isfinite(pscores), pscores, -1e30), axis=1) <= 0)
@@ -170,10 +150,11 @@ def lam_model(toy):
   return model, model.encode(31, 3)
 
 
-def test_zero_penalty_gives_each_group_the_plain_beam_search(lam_model):
+def test_zero_penalty_gives_each_group_the_plain_beam_search(lam_model, helpers):
   model, enc = lam_model
-  many = _run(model, enc, 5, num_groups=3, beams_per_group=2, diversity_penalty=0.0)
-  one = _run(model, enc, 5, num_groups=1, beams_per_group=2, diversity_penalty=0.0)
+  run = helpers["run_group_search"]
+  many = run(model, enc, 5, num_groups=3, beams_per_group=2, diversity_penalty=0.0)
+  one = run(model, enc, 5, num_groups=1, beams_per_group=2, diversity_penalty=0.0)
   for g in range(3):
     np.testing.assert_array_equal(np.asarray(many.sequences_BxPxNxL[:, g]),
                                   np.asarray(one.sequences_BxPxNxL[:, 0]))
@@ -187,8 +168,8 @@ def test_zero_penalty_single_group_exhaustive_equals_brute_force(toy, helpers):
   # the search is exhaustive.
   model = toy(seed=5, vocab=4)
   enc = model.encode(5, 2)
-  res = _run(model, enc, 2, num_groups=1, beams_per_group=16, diversity_penalty=0.0,
-             length_penalty=0.0)
+  res = helpers["run_group_search"](model, enc, 2, num_groups=1, beams_per_group=16,
+                                    diversity_penalty=0.0, length_penalty=0.0)
   cands = helpers["all_sequences"](4, 2) + [[a, b] for a in (0, 2, 3) for b in (0, 2, 3)]
   lengths = np.array([len(c) for c in cands])
   for i in range(2):
@@ -197,20 +178,19 @@ def test_zero_penalty_single_group_exhaustive_equals_brute_force(toy, helpers):
     got = np.asarray(res.scores_BxPxN[i, 0])
     np.testing.assert_allclose(got[:13], brute[order], rtol=1e-4, atol=1e-4)
     assert np.all(np.isneginf(got[13:]))
-    got_seqs = [_strip(r) for r in np.asarray(res.sequences_BxPxNxL[i, 0, :13])]
+    got_seqs = [helpers["strip_eos"](r) for r in np.asarray(res.sequences_BxPxNxL[i, 0, :13])]
     assert got_seqs == [cands[j] for j in order]
 
 
-def test_large_penalty_makes_first_tokens_differ(lam_model):
+def test_large_penalty_makes_first_tokens_differ(lam_model, helpers):
   model, enc = lam_model
   groups = 6  # <= 7 non-EOS first tokens available
-  res = _run(model, enc, 4, num_groups=groups, beams_per_group=1, diversity_penalty=1e4,
-             min_decode_len=2)
+  run = helpers["run_group_search"]
+  res = run(model, enc, 4, num_groups=groups, beams_per_group=1, diversity_penalty=1e4, min_decode_len=2)
   first = np.asarray(res.sequences_BxPxNxL[:, :, 0, 0])
   for row in first:
     assert len(set(row.tolist())) == groups, row
-  zero = _run(model, enc, 4, num_groups=groups, beams_per_group=1, diversity_penalty=0.0,
-              min_decode_len=2)
+  zero = run(model, enc, 4, num_groups=groups, beams_per_group=1, diversity_penalty=0.0, min_decode_len=2)
   assert all(len(set(r.tolist())) == 1 for r in np.asarray(zero.sequences_BxPxNxL[:, :, 0, 0]))
 
 

@@ -96,24 +96,9 @@ def hf426_reference(next_lp, vocab, groups, kg, lam, max_new, min_len, lp, early
   return sorted(pool, key=lambda x: -x[0])
 
 
-def _strip(row):
-  row = list(map(int, row))
-  return row[:row.index(EOS) + 1] if EOS in row else row
-
-
-_COMPILED = {}
-
-
-def _run(model, enc, length, constraint=None, **kw):
-  """best_first(group_beam_search(...)) under jit, compiled once per shape and options."""
-  lam = kw.pop("diversity_penalty")
-  key = (id(model), enc.shape, length, constraint is None, tuple(sorted(kw.items())))
-  if key not in _COMPILED:
-    inputs = jnp.zeros((enc.shape[0], length), jnp.int32)
-    _COMPILED[key] = jax.jit(lambda e, l, c: diverse.best_first(diverse.group_beam_search(
-        inputs, model.init_cache(e), model.tokens_to_logits, EOS, diversity_penalty=l,
-        max_decode_len=length, constraint=c, **kw)))
-  seqs, scores, _ = _COMPILED[key](enc, lam, constraint)
+def _best_first(result):
+  """(sequences, scores) of `diverse.best_first`, best first, as numpy."""
+  seqs, scores, _ = diverse.best_first(result)
   return np.asarray(seqs), np.asarray(scores)
 
 
@@ -152,21 +137,22 @@ def searched(toy, helpers):
     ref = [hf426_reference(functools.partial(helpers["np_next_logprobs"], model, enc[i]), vocab,
                            case["groups"], case["kg"], case["lam"], case["max_new"],
                            case["min_len"], case["lp"], case["early"], allowed) for i in range(b)]
-    runs = {sem: _run(model, enc, case["max_new"], constraint, diversity_penalty=case["lam"],
-                      hf_semantics=sem, **kw) for sem in ("4.26", "per_group")}
+    runs = {sem: _best_first(helpers["run_group_search"](
+        model, enc, case["max_new"], constraint, diversity_penalty=case["lam"], hf_semantics=sem, **kw))
+            for sem in ("4.26", "per_group")}
     out.append((ref, runs["4.26"], runs["per_group"]))
   return out
 
 
 @pytest.mark.parametrize("c", range(len(CASES)))
-def test_hf426_mode_matches_transformers_426_transcription(searched, c):
+def test_hf426_mode_matches_transformers_426_transcription(searched, c, helpers):
   ref, (seqs, scores), _ = searched[c]
   for i, pool in enumerate(ref):
     real = [(s, q) for s, q in pool if s > -1e8]  # HF's junk entries are our -inf slots
     assert np.isfinite(scores[i]).sum() == len(real), (c, i)
     for j, (want_score, want_seq) in enumerate(real):
       np.testing.assert_allclose(scores[i, j], want_score, rtol=1e-4, atol=1e-4)
-      assert _strip(seqs[i, j]) == want_seq, (c, i, j)
+      assert helpers["strip_eos"](seqs[i, j]) == want_seq, (c, i, j)
 
 
 def test_the_two_pool_conventions_differ(searched):
