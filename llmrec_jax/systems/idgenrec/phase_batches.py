@@ -154,8 +154,16 @@ def build(src: Source, ctx, rows: tuple[np.ndarray, np.ndarray], *, id_batch: bo
   else:
     user_ids = ctx.initial_user_ids if _reads_initial_ids(ctx, id_batch) else ctx.user_ids
     b = fn([user_ids[u] for u in split.user[ex]], [split.history[i] for i in ex], split.target[ex], tids)
-  b.pop("history_items")
+  if not (id_batch and _needs_history_items(ctx)):
+    b.pop("history_items")
   return b if part is None else part.shard_batch(b)
+
+
+def _needs_history_items(ctx) -> bool:
+  """The HF426 free-running ID phase stops at the step the batch's last official row finished:
+  it reads which history rows the prompts hold (`id_phase.official_rows`)."""
+  return (_free_running(ctx, True)
+          and ctx.id_options.free_running_rules is id_phase.FreeRunningRules.HF426)
 
 
 def eval_source(ctx, split_name: str):

@@ -152,3 +152,20 @@ def test_id_phase_reads_the_initial_ids_when_asked(ctx, tasks):
     assert after.initial_item_ids == base.item_ids and after.initial_user_ids == base.user_ids
     _equal(batch(after, True), batch(base if mode == "initial" else fresh, True))
     _equal(batch(after, False), batch(fresh, False))
+
+
+@pytest.mark.parametrize("rules", ["FIXED_STEPS", "HF426"])
+def test_hf426_id_batches_carry_the_history_items_the_stop_step_reads(ctx, rules):
+  """The HF426 free-running loss reads `history_items` (which rows the official collator holds):
+  its ID batches keep them, every other batch drops them."""
+  c = dataclasses.replace(ctx, prompt_tasks=None, id_options=id_phase.IdPhaseOptions(
+      generator_mode="FREE_RUNNING_GREEDY", free_running_rules=rules))
+  rows = phase_batches.rows_at(lambda e: phase_batches.phase_order(c, 1, "id", e), 0, 8)
+  b = phase_batches.build(phase_batches.source(c, for_id_phase=True), c, rows, id_batch=True)
+  assert ("history_items" in b) == (rules == "HF426")
+  assert "history_items" not in phase_batches.build(phase_batches.source(c), c, rows, id_batch=False)
+  if rules == "HF426":
+    split = c.splits["train"]
+    for r, ex in enumerate(rows[0]):
+      kept = [int(i) for i in b["history_items"][r] if i >= 0]
+      assert kept and kept == [int(i) for i in split.history[ex]][-len(kept):], r
