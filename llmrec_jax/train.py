@@ -89,15 +89,10 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
       synthetic_users=synthetic_users, synthetic_items=synthetic_items, seed=schedule.seed,
       truncation=schedule.truncation.value,
   ).save(model_dir)
-  # What the bootstrap and the initial IDs depend on: a restart with these settings reuses them.
-  cache_key = {"data_dir": _absolute_data_dir(data_dir), "initial_ids": initial_ids, "gen_size": gen_size,
-               "bootstrap_steps": bootstrap_steps, "seed": schedule.seed, "text_len": text_len,
-               "vocab_size": vocab_size, "leaky_user_ids": leaky_user_ids, "rec_form": rec_form,
-               "gen_checkpoint": gen_checkpoint,
-               # only when not lowercase level-by-level (the settings before it existed), so the
-               # saved setups of earlier runs keep their key
-               **({"id_assignment": dataclasses.asdict(id_assignment)}
-                  if id_assignment != uniqueness.IdAssignment(keep_case=False) else {})}
+  cache_key = _setup_key(data_dir=data_dir, initial_ids=initial_ids, gen_size=gen_size,
+                         bootstrap_steps=bootstrap_steps, seed=schedule.seed, text_len=text_len,
+                         vocab_size=vocab_size, leaky_user_ids=leaky_user_ids, rec_form=rec_form,
+                         gen_checkpoint=gen_checkpoint, id_assignment=id_assignment)
   if gen_checkpoint or not idgenrec.needs_bootstrap(initial_ids, schedule):
     gen_model, gen_params = idgenrec.init_model(gen_size, vocab_size, dropout_rate=dropout_rate,
                                                 seed=schedule.seed + 1, checkpoint=gen_checkpoint)
@@ -107,12 +102,9 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
         data, texts, tokenizer, vocab_size, gen_size=gen_size, steps=bootstrap_steps, seed=schedule.seed,
         data_dir=data_dir, text_len=text_len, dropout_rate=dropout_rate, model_dir=model_dir,
         cache_key=cache_key)
-  assigner = idgenrec.GeneratorAssigner(
-      gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
-      options=idgenrec.GeneratorOptions(batch_size=id_batch_size, max_input_tokens=text_len,
-                                        hf_semantics=id_assignment.group_search),
-      bootstrap_steps=bootstrap_steps if boot else None, assignment=id_assignment,
-  ) if idgenrec.needs_generator(initial_ids, schedule) else None  # fixed IDs: no generator at all
+  assigner = _assigner(gen_config, tokenizer, data, texts, leaky_user_ids, id_batch_size, text_len,
+                       id_assignment, bootstrap_steps if boot else None
+                       ) if idgenrec.needs_generator(initial_ids, schedule) else None  # fixed IDs: none
   item_ids, user_ids = _initial_ids(initial_ids, data, data_dir, assigner, gen_params, tokenizer,
                                     seed=schedule.seed, rec_form=rec_form, model_dir=model_dir,
                                     cache_key=cache_key, keep_case=id_assignment.keep_case)
@@ -200,6 +192,27 @@ def _bootstrapped_generator(data, texts, tokenizer, vocab_size: int, *, gen_size
   model = models.EncoderDecoderModel(network.Transformer(
       dataclasses.replace(config, dropout_rate=dropout_rate)))
   return model, config, params, boot
+
+
+def _assigner(gen_config, tokenizer, data, texts, leaky_user_ids: bool, batch_size: int,
+              text_len: int, assignment: uniqueness.IdAssignment,
+              bootstrap_steps: Optional[int]) -> idgenrec.GeneratorAssigner:
+  """The generator's ID assigner: `assignment` sets resolution, case and the group search."""
+  return idgenrec.GeneratorAssigner(
+      gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
+      options=idgenrec.GeneratorOptions(batch_size=batch_size, max_input_tokens=text_len,
+                                        hf_semantics=assignment.group_search),
+      bootstrap_steps=bootstrap_steps, assignment=assignment)
+
+
+def _setup_key(*, data_dir: str, id_assignment: uniqueness.IdAssignment, **settings) -> dict[str, Any]:
+  """What the bootstrap and the initial IDs depend on: a restart with these settings reuses them
+  (`setup_cache`). `id_assignment` enters only when it is not lowercase level-by-level (the
+  settings before it existed), so the saved setups of earlier runs keep their key."""
+  key = {"data_dir": _absolute_data_dir(data_dir), **settings}
+  if id_assignment != uniqueness.IdAssignment(keep_case=False):
+    key["id_assignment"] = dataclasses.asdict(id_assignment)
+  return key
 
 
 def _initial_ids(initial_ids: str, data, data_dir: str, assigner, gen_params, tokenizer, *,

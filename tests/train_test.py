@@ -80,3 +80,12 @@ def test_official_run_gin_switches_every_documented_quirk(gin_env):
 def test_typo_in_a_binding_fails_loudly(gin_env):
   with pytest.raises(ValueError):
     _bound(gin_env, ["idgenrec_tiny.gin"], ["MODEL_DIR = '/tmp/x'", "alternating.Schedule.roundz = 3"])
+
+
+def test_the_assigner_takes_the_id_assignment_and_its_group_search():
+  from llmrec_jax.data.synthetic import make_synthetic  # pylint: disable=g-import-not-at-top
+  from llmrec_jax.indexing import uniqueness  # pylint: disable=g-import-not-at-top
+  data = make_synthetic(num_users=6, num_items=8, seed=0, num_topics=2, max_len=8)
+  chosen = uniqueness.IdAssignment(resolution="item_by_item", group_search="4.26")
+  a = train_lib._assigner(None, None, data, ["t"] * 8, False, 16, 32, chosen, None)  # pylint: disable=protected-access
+  assert a.assignment == chosen and a.options.hf_semantics == "4.26" and a.options.batch_size == 16
