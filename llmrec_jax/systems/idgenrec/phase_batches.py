@@ -152,7 +152,7 @@ def build(src: Source, ctx, rows: tuple[np.ndarray, np.ndarray], *, id_batch: bo
   if isinstance(src, seqio_batches.SeqioPromptBatches):
     b = fn(ex, tids)
   else:
-    user_ids = ctx.initial_user_ids if _reads_initial_ids(ctx, id_batch) else ctx.user_ids
+    user_ids = phase_ids(ctx, for_id_phase=id_batch).user_ids
     b = fn([user_ids[u] for u in split.user[ex]], [split.history[i] for i in ex], split.target[ex], tids)
   if not (id_batch and _needs_history_items(ctx)):
     b.pop("history_items")
