@@ -9,6 +9,18 @@ Restores the latest checkpoint (or `step`) with the ID tables it was trained wit
 The model dir may be relative to the working directory. The dataset is the DATA_DIR recorded in
 `model_dir/run_config.json`, or `data_dir` when the dataset moved (another machine); it must
 be the run's dataset (same items and users).
+
+A decoder-only run (rec_form 'decoder_only', `stream_inference`) is evaluated with the best
+validated recommender (`step`: of `best/`) over the catalogue of `data_dir` alone: the run's
+dataset or one of its mixture's (their own IDs; `max_eval_examples` users sampled as training
+samples them, so the run's own settings reproduce its results.json), or ZERO-SHOT any other
+dataset directory with item text: the run's generator writes IDs for its items
+("zero_shot": true, with the IDs' stats; they are saved to
+MODEL_DIR/zero_shot/<dataset>/item_ids.txt). `decode.num_beams` sets its beams; its metrics are
+HR / NDCG @5 and @10.
+
+  python -m llmrec_jax.eval --gin.evaluate.model_dir="'/tmp/stream_run'" \
+      --gin.evaluate.data_dir="'/data/a_catalogue_it_never_saw'"
 """
 from __future__ import annotations
 
@@ -22,7 +34,7 @@ import numpy as np
 from llmrec_jax.data import splits as splits_lib
 from llmrec_jax.evaluation import evaluator, generative as evaluation
 from llmrec_jax.systems.idgenrec import components as idgenrec, prompt_batches
-from llmrec_jax.systems.idgenrec import inference
+from llmrec_jax.systems.idgenrec import inference, stream_inference
 
 
 def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: Optional[int] = None,
@@ -30,6 +42,10 @@ def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: O
              decode: evaluation.DecodeOptions = evaluation.DecodeOptions(),
              data_dir: Optional[str] = None) -> dict:
   model_dir = os.path.abspath(model_dir)
+  if stream_inference.is_decoder_only(model_dir):
+    return _evaluate_stream(model_dir, step=step, max_eval_examples=max_eval_examples,
+                            exclude_seen=exclude_seen, batch_size=batch_size, decode=decode,
+                            data_dir=data_dir)
   r = inference.restore(model_dir, step=step, data_dir=data_dir)
   split = splits_lib.leave_one_out(r.data, max_his=r.run.max_his)
   batcher = prompt_batches.PromptBatcher(
@@ -48,6 +64,25 @@ def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: O
     n = sp.num_examples if max_eval_examples is None else min(max_eval_examples, sp.num_examples)
     rows = batcher.by_history_length(sp, np.arange(n))  # shortest history first, as training's
     out[name] = evaluator.evaluate_split(ranker, evaluator.HeldOut(name, sp, rows), ks=decode.ks)
+  return out
+
+
+def _evaluate_stream(model_dir: str, *, step: Optional[int], max_eval_examples: Optional[int],
+                     exclude_seen: bool, batch_size: int, decode: evaluation.DecodeOptions,
+                     data_dir: Optional[str]) -> dict:
+  """A decoder-only run on the catalogue of `data_dir` (see the module doc)."""
+  if exclude_seen:
+    raise ValueError("exclude_seen: a decoder-only run is evaluated as it was trained and tested, "
+                     "without excluding seen items")
+  r = stream_inference.restore(model_dir, step=step)
+  cat = stream_inference.catalogue(r, data_dir)
+  metrics = stream_inference.evaluate(r, cat, max_eval_examples=max_eval_examples,
+                                      batch_size=batch_size, num_beams=decode.num_beams)
+  out = {"model_dir": model_dir, "step": r.step, "rec_form": "decoder_only",
+         "data_dir": cat.data_dir, "dataset": cat.data.name, "zero_shot": cat.zero_shot,
+         "items": cat.data.num_items, **metrics}
+  if cat.zero_shot:
+    out["id_stats"] = cat.id_stats
   return out
 
 

@@ -225,6 +225,20 @@ def check_macro_bindings(bindings: Sequence[str]) -> None:
     raise ValueError(f"gin binding {binding.strip()!r}: no gin file or binding uses the macro {name}{hint}")
 
 
+T5X_UTILS = "utils"  # gin module name of T5X's config classes (`from t5x import utils`)
+
+
+def register_t5x_configs() -> None:
+  """Registers T5X's `utils` config classes (`DatasetConfig`, `SaveCheckpointConfig`,
+  `RestoreCheckpointConfig`, `CheckpointConfig`; see `llmrec_jax.t5x_utils`) with gin under the
+  module name `utils`, as T5X's names. Entry points call it before parsing; repeated calls are
+  no-ops."""
+  from llmrec_jax import t5x_utils  # pylint: disable=g-import-not-at-top
+  for name in t5x_utils.__all__:
+    if gin.config._REGISTRY.get_match(f"{T5X_UTILS}.{name}") is None:  # pylint: disable=protected-access
+      gin.external_configurable(getattr(t5x_utils, name), name=name, module=T5X_UTILS)
+
+
 def apply_tfds_data_dir(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """Points every seqio `TfdsDataSource` at `--tfds_data_dir` (no-op when unset)."""
   if flag_values.tfds_data_dir:

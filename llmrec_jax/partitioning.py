@@ -267,26 +267,64 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
 
 
 # ----------------------------------------------------------------------------- partitioner
+def model_parallel_size(num_partitions: Optional[int] = None,
+                        model_parallel_submesh: Optional[Sequence[int]] = None) -> int:
+  """The 'model' axis size of T5X's `num_partitions` / `model_parallel_submesh` (product of the
+  submesh's entries); 1 when neither is given.
+
+  Raises:
+    ValueError: a submesh entry is not an int >= 1, or both are given and disagree.
+  """
+  if model_parallel_submesh is None:
+    return 1 if num_partitions is None else num_partitions
+  submesh = tuple(model_parallel_submesh)
+  if not submesh or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in submesh):
+    raise ValueError(f"model_parallel_submesh must be ints >= 1, e.g. (1, 1, 1, 2); got {submesh}")
+  size = int(np.prod(submesh))
+  if num_partitions is not None and num_partitions != size:
+    raise ValueError(f"num_partitions={num_partitions} disagrees with model_parallel_submesh="
+                     f"{submesh} (a model-parallel size of {size}); set one of them")
+  return size
+
+
+def _checked_rules(rules: Sequence[Sequence[Optional[str]]]) -> LogicalAxisRules:
+  """`rules` as a tuple of (logical name, mesh axis or None) pairs (gin gives lists too)."""
+  out = []
+  for rule in rules:
+    rule = tuple(rule)
+    axes = tuple(rule[1]) if len(rule) == 2 and isinstance(rule[1], (list, tuple)) else None
+    if axes is not None:
+      rule = (rule[0], axes)
+    mesh_ok = len(rule) == 2 and (rule[1] is None or rule[1] in MESH_AXES or
+                                  (axes is not None and all(a in MESH_AXES for a in axes)))
+    if not mesh_ok or not isinstance(rule[0], str):
+      raise ValueError(f"logical_axis_rules entry {rule!r} is not a (logical name, mesh axis "
+                       f"of {MESH_AXES}, a tuple of them, or None) pair")
+    out.append(rule)
+  return tuple(out)
+
+
 class PjitPartitioner:
   """Holds the mesh and the rules; turns trees of logical axes into `NamedSharding`s.
 
   Args:
     num_partitions: size of the 'model' axis (tensor parallelism); the rest is 'data'.
-      None means 1 (T5X's default when no submesh is given).
-    logical_axis_rules: defaults to `standard_logical_axis_rules()`.
-    model_parallel_submesh: accepted for T5X gin compatibility; only None is supported (TPU
-      submesh tiling is not implemented: use num_partitions).
+      None (with no submesh) means 1.
+    logical_axis_rules: ((logical name, mesh axis or None), ...) in place of
+      `standard_logical_axis_rules()` (T5X's meaning: these rules replace the standard ones).
+    model_parallel_submesh: T5X's `(x, y, z, core)` tile of devices that hold one model
+      replica: the 'model' axis has the product of its entries (devices are laid out in
+      `jax.devices()` order, not by TPU topology). Given with `num_partitions`, both must agree.
     devices: defaults to all devices (`jax.devices()`).
   """
 
-  def __init__(self, num_partitions: Optional[int] = 1,
+  def __init__(self, num_partitions: Optional[int] = None,
                logical_axis_rules: Optional[LogicalAxisRules] = None,
                model_parallel_submesh: Optional[tuple[int, ...]] = None,
                devices: Optional[Sequence[Any]] = None):
-    if model_parallel_submesh is not None:
-      raise NotImplementedError("model_parallel_submesh is not supported; set num_partitions")
-    self.mesh = make_mesh(1 if num_partitions is None else num_partitions, devices)
-    self.logical_axis_rules = tuple(logical_axis_rules or standard_logical_axis_rules())
+    model_size = model_parallel_size(num_partitions, model_parallel_submesh)
+    self.mesh = make_mesh(model_size, devices)
+    self.logical_axis_rules = _checked_rules(logical_axis_rules or standard_logical_axis_rules())
 
   def sharding(self, spec: P) -> NamedSharding:
     return NamedSharding(self.mesh, spec)

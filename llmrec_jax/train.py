@@ -23,20 +23,22 @@ import jax
 
 from llmrec_jax import model_sizes, models, network
 from llmrec_jax import partitioning
-from llmrec_jax.data import id_tables, item_text, shared_paths, splits as splits_lib
+from llmrec_jax.checkpoints.checkpoint_config import CheckpointConfig
+from llmrec_jax.data import id_tables, mixtures, shared_paths, sources, splits as splits_lib
+from llmrec_jax.data.dataset_config import DatasetConfig
 from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax.indexing import text_tokens, uniqueness
 from llmrec_jax.systems.idgenrec import alternating, id_phase, components as idgenrec
 from llmrec_jax.systems.idgenrec import bootstrap, run_record
 from llmrec_jax.systems.idgenrec import setup_cache, stream_id_phase, stream_training
-from llmrec_jax.training import stopping
+from llmrec_jax.training import stopping, task_training
 
 log = logging.getLogger(__name__)
 
 RUN_VOCAB = run_record.VOCAB_FILE
 
 
-def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Optional[str] = None,
+def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC, vocab_path: Optional[str] = None,
           dataset_vocab_size: int = 2000, template_set: str = "llmrec_default",
           rec_size: str = "t5_tiny", gen_size: str = "t5_tiny", dropout_rate: float = 0.1,
           rec_checkpoint: Optional[str] = None, gen_checkpoint: Optional[str] = None,
@@ -56,6 +58,9 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
           rec_form: str = "encoder_decoder",
           stream: stream_training.StreamSchedule = stream_training.StreamSchedule(),
           stream_ids: stream_id_phase.StreamIdSchedule = stream_id_phase.StreamIdSchedule(),
+          mixing_rate: mixtures.MixingRate = mixtures.MixingRate(),
+          train_dataset_cfg: Optional[DatasetConfig] = None, total_steps: Optional[int] = None,
+          checkpoint_cfg: Optional[CheckpointConfig] = None,
           on_start=None) -> dict[str, Any]:
   """Runs (or resumes, from MODEL_DIR) IDGenRec and returns the results summary.
 
@@ -67,27 +72,56 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   `id_assignment` (gin `uniqueness.IdAssignment`) picks how generated IDs are made unique and
   whether generated and title IDs keep case.
 
+  A list of `data_dir`s is a MIXTURE (the foundation setting, `rec_form='decoder_only'`): one
+  recommender and one generator over the union of their catalogues (`data.mixtures`), IDs unique
+  across it, each epoch's users drawn by `mixing_rate` (SeqIO's examples-proportional rate, with
+  temperature and cap), each dataset evaluated over its own catalogue.
+
   `partitioner` shards both train steps over its ('data', 'model') mesh (the gin files bind
   `partitioning.PjitPartitioner.num_partitions`, as T5X); None trains on the default device.
-  `on_start(model_dir)` runs once the arguments are bound (the CLI writes config.gin there)."""
+  `on_start(model_dir)` runs once the arguments are bound (the CLI writes config.gin there).
+
+  T5X's arguments: with `train_dataset_cfg` (`utils.DatasetConfig`) the run is instead one
+  fixed-ID recommender trained `total_steps` steps on that SeqIO Task or Mixture
+  (`_train_single_model`). `checkpoint_cfg` (`utils.CheckpointConfig`) sets its checkpoints; in
+  IDGenRec runs its `save.keep` and `save.period` set `keep_checkpoints` and
+  `schedule.checkpoint_every_steps` (`_idgenrec_checkpoint_settings`)."""
+  if train_dataset_cfg is not None:
+    return _train_single_model(
+        model_dir=model_dir, dataset_cfg=train_dataset_cfg, total_steps=total_steps,
+        checkpoint_cfg=checkpoint_cfg, partitioner=partitioner, on_start=on_start,
+        options=task_training.TaskTrainOptions(
+            model_size=rec_size, dropout_rate=dropout_rate, learning_rate=schedule.rec_lr,
+            weight_decay=schedule.weight_decay, clip_norm=schedule.clip_norm,
+            decay_mask=schedule.weight_decay_mask, seed=schedule.seed,
+            loss_normalizing_factor=loss_normalizing_factor, eval_batch_size=eval_batch_size,
+            max_eval_examples=max_eval_examples, decode=decode))
+  schedule, keep_checkpoints = _idgenrec_checkpoint_settings(checkpoint_cfg, total_steps, schedule,
+                                                             keep_checkpoints, rec_form)
   _check_rec_form(rec_form, stream_ids, initial_ids)
-  data_dir, vocab_path, template_set = _resolve_paths(data_dir, vocab_path, template_set)
+  data_dirs, vocab_path, template_set = _resolve_paths(data_dir, vocab_path, template_set)
+  _check_mixture(data_dirs, rec_form, initial_ids)
+  data_dir = data_dirs[0] if len(data_dirs) == 1 else data_dirs
   os.makedirs(model_dir, exist_ok=True)
   if on_start is not None:
     on_start(model_dir)
-  data = idgenrec.load_data(data_dir, synthetic_users=synthetic_users, synthetic_items=synthetic_items,
-                            seed=schedule.seed)
-  idgenrec.check_item_text(data, data_dir, initial_ids)
+  data, texts, catalogues = _load_data(data_dirs, synthetic_users=synthetic_users,
+                                       synthetic_items=synthetic_items, seed=schedule.seed,
+                                       initial_ids=initial_ids)
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
-  texts = _item_texts(data)
   tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
                                      initial_ids=initial_ids, item_texts=texts,
                                      keep_case=id_assignment.keep_case)
+  stream_form = rec_form == "decoder_only"
   run_record.RunRecord(  # what `eval` / `infer` rebuild the run from (DATA_DIR absolute)
-      data_dir=_absolute_data_dir(data_dir), rec_size=rec_size, vocab_size=vocab_size,
-      template_set=template_set, input_len=input_len, id_len=id_len, max_his=schedule.max_his,
+      data_dir=_absolute_data_dir(data_dirs[0]), rec_size=rec_size, vocab_size=vocab_size,
+      template_set=template_set, input_len=input_len, id_len=id_len,
+      max_his=stream.max_items if stream_form else schedule.max_his,
       synthetic_users=synthetic_users, synthetic_items=synthetic_items, seed=schedule.seed,
-      truncation=schedule.truncation.value,
+      truncation=schedule.truncation.value, rec_form=rec_form,
+      data_dirs=[_absolute_data_dir(d) for d in data_dirs] if catalogues else [],
+      gen_size=gen_size, text_len=text_len, keep_case=id_assignment.keep_case,
+      trie_softmax=stream.trie_softmax, stream_seed=stream.seed,
   ).save(model_dir)
   cache_key = _setup_key(data_dir=data_dir, initial_ids=initial_ids, gen_size=gen_size,
                          bootstrap_steps=bootstrap_steps, seed=schedule.seed, text_len=text_len,
@@ -114,7 +148,8 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
         gen_model, gen_params, assigner.item_ids, text_tokens.encode_texts(texts, tokenizer, text_len))
     summary = _train_stream(item_ids, data, tokenizer, vocab_size, rec_size=rec_size,
                             dropout_rate=dropout_rate, schedule=stream, model_dir=model_dir,
-                            log_fn=log_fn, stream_ids=stream_ids, generator=generator)
+                            log_fn=log_fn, stream_ids=stream_ids, generator=generator,
+                            mixture=_mixture(model_dir, data, catalogues, mixing_rate, stream.seed))
     return _finish(model_dir, summary, writer, data.name, boot, assigner)
   rec_model, rec_params = idgenrec.init_model(rec_size, vocab_size, dropout_rate=dropout_rate,
                                               seed=schedule.seed, checkpoint=rec_checkpoint,
@@ -136,6 +171,50 @@ def train(*, model_dir: str, data_dir: str = idgenrec.SYNTHETIC, vocab_path: Opt
   return _finish(model_dir, summary, writer, data.name, boot, assigner)
 
 
+def _train_single_model(*, model_dir: str, dataset_cfg: DatasetConfig, total_steps: Optional[int],
+                        checkpoint_cfg: Optional[CheckpointConfig], partitioner, on_start,
+                        options: task_training.TaskTrainOptions) -> dict[str, Any]:
+  """T5X's single-model run (`training.task_training`), with config.gin, metrics and results.json
+  in MODEL_DIR. Of IDGenRec's arguments it reads `rec_size`, `dropout_rate`, the optimiser of
+  `schedule` (`rec_lr` as a constant rate, weight decay, clipping, seed),
+  `loss_normalizing_factor`, `decode`, `eval_batch_size` and `max_eval_examples`."""
+  if total_steps is None:
+    raise ValueError("train_dataset_cfg is given: set total_steps (T5X's TRAIN_STEPS)")
+  os.makedirs(model_dir, exist_ok=True)
+  if on_start is not None:
+    on_start(model_dir)
+  writer, log_fn = _metric_logger(model_dir)
+  summary = task_training.train_on_task(model_dir=model_dir, dataset_cfg=dataset_cfg,
+                                        total_steps=total_steps, checkpoint_cfg=checkpoint_cfg,
+                                        partitioner=partitioner, options=options, log_fn=log_fn)
+  summary["decode"] = dataclasses.asdict(options.decode)
+  return _finish(model_dir, summary, writer, dataset_cfg.name, {}, None)
+
+
+def _idgenrec_checkpoint_settings(checkpoint_cfg: Optional[CheckpointConfig], total_steps: Optional[int],
+                                  schedule: alternating.Schedule, keep_checkpoints: Optional[int],
+                                  rec_form: str) -> tuple[alternating.Schedule, Optional[int]]:
+  """(schedule, keep_checkpoints) with T5X's `save.period` / `save.keep` in place; what an
+  IDGenRec run cannot honour fails naming it."""
+  if total_steps is not None:
+    raise ValueError("total_steps (T5X's TRAIN_STEPS) sets the single-model run's length and needs "
+                     "train_dataset_cfg; an IDGenRec run's length is its Schedule (cap it with "
+                     "max_optimizer_steps)")
+  if checkpoint_cfg is None:
+    return schedule, keep_checkpoints
+  if checkpoint_cfg.restore is not None:
+    raise ValueError("CheckpointConfig.restore: an IDGenRec run resumes from MODEL_DIR and starts "
+                     "from pretrained weights with rec_checkpoint / gen_checkpoint")
+  if checkpoint_cfg.save is None:
+    raise ValueError("CheckpointConfig.save=None: an IDGenRec run always checkpoints its phase "
+                     "ends; give a utils.SaveCheckpointConfig")
+  if rec_form != "encoder_decoder":
+    raise ValueError("CheckpointConfig maps onto the encoder-decoder schedule; the decoder-only "
+                     "form's checkpoints are set by its StreamSchedule")
+  save = checkpoint_cfg.save
+  return (dataclasses.replace(schedule, checkpoint_every_steps=save.period or 0), save.keep)
+
+
 def _metric_logger(model_dir: str):
   """(writer, log_fn): each record {step, [phase], scalars...} to TensorBoard and metrics.jsonl."""
   from llmrec_jax.training import metric_writers  # pylint: disable=g-import-not-at-top  (imports TF)
@@ -148,17 +227,74 @@ def _metric_logger(model_dir: str):
   return writer, log_fn
 
 
-def _resolve_paths(data_dir: str, vocab_path: Optional[str], template_set: str):
-  """The gin files' '../shared/...' paths, valid from any directory (relative to the checkout);
-  a prompt file (`template_set` may also be a name) made absolute for run_config.json."""
+def _resolve_paths(data_dir: str | Sequence[str], vocab_path: Optional[str], template_set: str):
+  """(DATA_DIRs as a list, vocabulary, templates): the gin files' '../shared/...' paths, valid
+  from any directory (relative to the checkout); a prompt file (`template_set` may also be a
+  name) made absolute for run_config.json."""
   template_set = shared_paths.resolve(template_set)
   if os.path.isfile(template_set):
     template_set = os.path.abspath(template_set)
-  return shared_paths.resolve(data_dir), shared_paths.resolve(vocab_path), template_set
+  dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+  if not dirs:
+    raise ValueError("DATA_DIR is an empty list: give a dataset folder, or a list of them for a mixture")
+  return [shared_paths.resolve(d) for d in dirs], shared_paths.resolve(vocab_path), template_set
 
 
-def _absolute_data_dir(data_dir: str) -> str:
+def _check_mixture(data_dirs: Sequence[str], rec_form: str, initial_ids: str) -> None:
+  """Fails before any work when a mixture asks for what it cannot have, or a dataset of it has no
+  item text (its textual IDs are written from it), naming the folder and the missing file."""
+  if len(data_dirs) < 2:
+    return
+  if rec_form != "decoder_only":
+    raise ValueError(f"a mixture of {len(data_dirs)} datasets trains the whole-stream recommender: "
+                     f"set rec_form='decoder_only' (got {rec_form!r})")
+  if initial_ids == "reference":
+    raise ValueError("initial_ids='reference' reads one dataset's released IDs; a mixture needs IDs "
+                     "written from item text ('bootstrap', or the fixed 'title')")
+  for d in data_dirs:
+    if d == idgenrec.SYNTHETIC:
+      raise ValueError("a mixture lists dataset folders; 'synthetic' is not one (write it out first)")
+    if sources.find_file(d, sources.P5_SEQUENCES) and not sources.find_file(d, sources.P5_ITEMS):
+      from llmrec_jax.data.errors import DataError  # pylint: disable=g-import-not-at-top
+      raise DataError(d, f"has no {sources.P5_ITEMS}[.gz] (item text): a mixture's datasets need it, "
+                         "since their items' textual IDs are written from it")
+
+
+def _load_data(data_dirs: Sequence[str], *, synthetic_users: int, synthetic_items: int, seed: int,
+               initial_ids: str):
+  """(data, item texts, catalogues): one dataset ([] catalogues), or the union of a mixture's
+  (`mixtures.union`) with each dataset's item text rendered by its own fields."""
+  datasets = []
+  for d in data_dirs:
+    data = idgenrec.load_data(d, synthetic_users=synthetic_users, synthetic_items=synthetic_items,
+                              seed=seed)
+    idgenrec.check_item_text(data, d, initial_ids)
+    if len(data_dirs) > 1:
+      mixtures.check_item_text(data, d)
+    datasets.append(data)
+  if len(datasets) == 1:
+    return datasets[0], idgenrec.item_texts(datasets[0]), []
+  union, catalogues = mixtures.union(datasets, mixtures.unique_names(data_dirs, [x.name for x in datasets]))
+  return union, [t for x in datasets for t in idgenrec.item_texts(x)], catalogues
+
+
+def _mixture(model_dir: str, data, catalogues, rate: mixtures.MixingRate, seed: int):
+  """(catalogues, epoch -> users) of a mixture, from its registered SeqIO Mixture's rates; None
+  for one dataset."""
+  if not catalogues:
+    return None
+  from llmrec_jax.tasks import foundation  # pylint: disable=g-import-not-at-top
+  name = "llmrec_mix_" + hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12]
+  mixture = foundation.register(name, data, catalogues, rate)
+  rates = mixtures.mixture_rates(mixture)
+  return catalogues, lambda epoch: mixtures.epoch_users(catalogues, rates, seed=seed, epoch=epoch,
+                                                        maximum=rate.maximum)
+
+
+def _absolute_data_dir(data_dir: str | Sequence[str]) -> str | list[str]:
   """DATA_DIR independent of the working directory (the built-in 'synthetic' as it is)."""
+  if not isinstance(data_dir, str):
+    return [_absolute_data_dir(d) for d in data_dir]
   return data_dir if data_dir == idgenrec.SYNTHETIC else os.path.abspath(data_dir)
 
 
@@ -257,13 +393,6 @@ def _tokenizer(model_dir: str, data, data_dir: str, vocab_path: Optional[str],
   return tokenizer, vocab_size
 
 
-def _item_texts(data) -> list[str]:
-  """The generator's input per item: Yelp's business fields, else the Amazon ones."""
-  yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
-  fields = item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS
-  return [item_text.render_item_text(m, fields=fields) for m in data.item_meta]
-
-
 def _run_loop(ctx: alternating.Context, max_optimizer_steps: Optional[int]) -> dict[str, Any]:
   """Restores MODEL_DIR's newest good checkpoint, if any, and runs the rest of the schedule
   (stopping after a checkpoint on SIGINT / SIGTERM)."""
@@ -307,9 +436,10 @@ def _finish(model_dir: str, summary: dict[str, Any], writer, dataset: str, boot:
 def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
                   dropout_rate: float, schedule: stream_training.StreamSchedule, model_dir: str,
                   log_fn, stream_ids: stream_id_phase.StreamIdSchedule,
-                  generator=None) -> dict[str, Any]:
+                  generator=None, mixture=None) -> dict[str, Any]:
   """The decoder-only form: whole-stream training (alternating with ID phases when
-  `generator` = (model, params, assign, item_text_NxL) is given), then the test."""
+  `generator` = (model, params, assign, item_text_NxL) is given), then the test; `mixture` =
+  (catalogues, epoch -> users) trains on a mixture (`_mixture`)."""
   from llmrec_jax import decoder_model, model_sizes  # pylint: disable=g-import-not-at-top
   from llmrec_jax.network import decoder_only  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -319,9 +449,11 @@ def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
   params = model.get_initial_variables(jax.random.PRNGKey(schedule.seed),
                                        {"decoder_input_tokens": (2, 16)})["params"]
   item_tokens = [tokenizer.encode(t) for t in item_ids]
+  catalogues, epoch_users = mixture or ((), None)
   trainer = stream_training.StreamTrainer(model, params, data.sequences, item_tokens, schedule,
                                           vocab_size=vocab_size, model_dir=model_dir,
-                                          log_fn=log_fn)
+                                          log_fn=log_fn, catalogues=catalogues,
+                                          epoch_users=epoch_users)
   runner = trainer
   if generator is not None:
     gen_model, gen_params, assign_items, text_NxL = generator
@@ -338,8 +470,8 @@ def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
   summary["best"] = {"round": best.get("epoch"), "valid": {k[len("valid/"):]: v for k, v in
                                                          best.items() if k.startswith("valid/")},
                      "test": summary["test"],
-                     "eval_users": {"test": len(stream_training.sample_users(
-                         len(data.sequences), schedule.test_users, schedule.seed + 1))}}
+                     "eval_users": {"test": len(trainer.eval_users(schedule.test_users,
+                                                                   schedule.seed + 1))}}
   return summary
 
 
@@ -351,6 +483,7 @@ def main(argv) -> None:
   # As t5x.train: wrap before parsing (gin files bind `train_script.train`, with
   # `import __main__ as train_script`); a locked config refuses new configurables.
   configured = gin.configurable(train)
+  gin_utils.register_t5x_configs()  # `utils.DatasetConfig`, `utils.SaveCheckpointConfig`, ...
   gin_utils.parse_gin_flags()
   summary = configured(on_start=gin_utils.write_operative_config)
   if summary.get("stopped_by") in ("SIGINT", "SIGTERM"):

@@ -6,12 +6,12 @@ rec tasks (the foundation setting in miniature), plus the whole-prompt tasks `<n
 `<name>_id_tokens` of both (`prompt_token_tasks`: IDGenRec's training prompts, with soft slots).
 All use a vocabulary trained on their own text and the `llmrec_default` templates. `PROVIDERS[name]`
 holds the ID tables the tasks read: replace them with `PROVIDERS[name].set(item=..., user=...)`
-between ID phases.
+between ID phases. The rec, unseen and id tasks have `item_catalogues` entries (their items).
 Real datasets are registered by the entry points with `task_builders.register_data_dir_tasks`.
 """
 import seqio
 
-from llmrec_jax.data import prompt_token_tasks
+from llmrec_jax.data import item_catalogues, prompt_token_tasks
 from llmrec_jax.data import task_builders as tb
 from llmrec_jax.data import vocab as vocab_lib
 from llmrec_jax.data.prompts import get_template_set
@@ -30,8 +30,9 @@ for _name, _data in DATA.items():
   for _kind in tb.TaskKind:
     _spec = tb.TaskSpec(templates=TEMPLATES, kind=_kind, sample_num=3, max_his=20, seed=0)
     _examples = tb.RecExamples(_data, PROVIDERS[_name], _spec)
-    seqio.TaskRegistry.add(**tb.task_kwargs(_name if _kind == tb.TaskKind.REC else f"{_name}_{_kind.value}",
-                                            _examples, VOCAB))
+    _task = _name if _kind == tb.TaskKind.REC else f"{_name}_{_kind.value}"
+    seqio.TaskRegistry.add(**tb.task_kwargs(_task, _examples, VOCAB))
+    item_catalogues.register(_task, tb.item_catalogue(_examples))  # what full-ranking evaluation reads
   prompt_token_tasks.register_prompt_token_tasks(_name, _data, VOCAB, PROVIDERS[_name], TEMPLATES,
                                                  grow_lengths=True)
 

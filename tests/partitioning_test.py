@@ -246,3 +246,33 @@ def test_partition_runs_under_axis_rules_and_donates():
   assert x.is_deleted()
   np.testing.assert_array_equal(np.asarray(out), 2 * np.ones((8, 4)))
   assert out.sharding.spec == P("data")
+
+
+@pytest.mark.parametrize("submesh", [(1, 1, 1, 2), (2, 1, 1, 2), (1, 1, 1, 1)])
+def test_submesh_builds_the_mesh_of_its_model_parallel_size(submesh):
+  size = int(np.prod(submesh))
+  by_submesh = partitioning.PjitPartitioner(model_parallel_submesh=submesh)
+  by_count = partitioning.PjitPartitioner(num_partitions=size)
+  assert dict(by_submesh.mesh.shape) == dict(by_count.mesh.shape) == {"data": 8 // size, "model": size}
+  assert (by_submesh.mesh.devices == by_count.mesh.devices).all()
+  agreeing = partitioning.PjitPartitioner(num_partitions=size, model_parallel_submesh=submesh)
+  assert (agreeing.mesh.devices == by_count.mesh.devices).all()
+
+
+def test_submesh_and_num_partitions_must_agree():
+  with pytest.raises(ValueError, match="disagrees"):
+    partitioning.PjitPartitioner(num_partitions=4, model_parallel_submesh=(1, 1, 1, 2))
+  with pytest.raises(ValueError, match="ints >= 1"):
+    partitioning.PjitPartitioner(model_parallel_submesh=(1, 0, 1, 2))
+  assert partitioning.model_parallel_size() == 1
+
+
+def test_logical_axis_rules_replace_the_standard_ones():
+  rules = [["batch", "data"], ["mlp", None], ["embed", "model"]]  # as gin gives them: lists
+  part = partitioning.PjitPartitioner(num_partitions=2, logical_axis_rules=rules)
+  assert part.logical_axis_rules == (("batch", "data"), ("mlp", None), ("embed", "model"))
+  assert partitioning.logical_to_spec(("embed", "mlp"), part.logical_axis_rules) == P("model", None)
+  default = partitioning.PjitPartitioner(num_partitions=2)
+  assert default.logical_axis_rules == partitioning.standard_logical_axis_rules()
+  with pytest.raises(ValueError, match="logical_axis_rules entry"):
+    partitioning.PjitPartitioner(logical_axis_rules=[("mlp", "modle")])

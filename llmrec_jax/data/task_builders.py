@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from llmrec_jax.data import preprocessors, seqio_metrics
+from llmrec_jax.data import item_catalogues, preprocessors, seqio_metrics
 from llmrec_jax.data.id_tables import IdKind, IdTable
 from llmrec_jax.data.item_text import render_item_text
 from llmrec_jax.data.prompts import HISTORY_SEP, TemplateSet, sample_template_ids
@@ -220,6 +220,11 @@ def _passthrough_class():
   return EncDecPassthrough
 
 
+def item_catalogue(examples: RecExamples) -> item_catalogues.ItemCatalogue:
+  """The items a task of `examples` names: the provider's current item IDs, read when asked."""
+  return item_catalogues.ItemCatalogue(lambda: examples.provider.item.for_ids(examples.data.item_ids))
+
+
 def output_features(vocab) -> dict:
   """{'inputs', 'targets'}: `seqio.Feature`s on `vocab` with EOS appended."""
   import seqio
@@ -258,7 +263,8 @@ def register_idgenrec_tasks(name: str, data: RecData | Callable[[], RecData], vo
                             *, metric_ks: Sequence[int] = (5, 10), overwrite: bool = False,
                             count_examples: bool = True, id_phase_provider: IdProvider | None = None
                             ) -> dict[str, str]:
-  """Registers the standard tasks of one dataset: `name` (rec), `name_unseen`, `name_id` (ID phase).
+  """Registers the standard tasks of one dataset: `name` (rec), `name_unseen`, `name_id` (ID phase),
+  each with its `item_catalogues` entry (the provider's item IDs).
 
   Args:
     name: task-name prefix, e.g. "beauty_reference".
@@ -283,6 +289,7 @@ def register_idgenrec_tasks(name: str, data: RecData | Callable[[], RecData], vo
     counts = {s: examples.num_examples(s) for s in SPLITS} if count_examples else None
     task_name = name if kind == TaskKind.REC else f"{name}_{kind.value}"
     _add_task(task_kwargs(task_name, examples, vocab, num_input_examples=counts, metric_ks=metric_ks), overwrite)
+    item_catalogues.register(task_name, item_catalogue(examples), overwrite=overwrite)
     names[kind.value] = task_name
   return names
 

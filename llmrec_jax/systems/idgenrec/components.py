@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from llmrec_jax import model_sizes, models, network
-from llmrec_jax.data import id_tables, prompts, sources, synthetic
+from llmrec_jax.data import id_tables, item_text, prompts, sources, synthetic
 from llmrec_jax.data.records import RecData
 from llmrec_jax.indexing import id_schemes, keywords, text_tokens, uniqueness, user_ids
 from llmrec_jax.systems.idgenrec import alternating
@@ -55,6 +55,14 @@ def check_item_text(data: RecData, data_dir: str, initial_ids: str) -> None:
     raise DataError(pathlib.Path(data_dir) / f"{sources.P5_ITEMS}[.gz]",
                     f"missing or empty: initial_ids={initial_ids!r} makes item IDs from item text; "
                     "without it use 'reference' (the released IDs) or 'sequential'")
+
+
+def item_texts(data: RecData) -> list[str]:
+  """The generator's input per item: Yelp's business fields, else the Amazon ones (MovieLens:
+  title and genres, under the Amazon names)."""
+  yelp = any("name" in m and "title" not in m for m in data.item_meta[:100])
+  fields = item_text.YELP_FIELDS if yelp else item_text.DEFAULT_FIELDS
+  return [item_text.render_item_text(m, fields=fields) for m in data.item_meta]
 
 
 def load_tokenizer(vocab_path: Optional[str], data: RecData, *, dataset_vocab_size: int = 2000,

@@ -38,20 +38,26 @@ def restore(model_dir: str, step: Optional[int] = None, data_dir: Optional[str] 
 
   `model_dir` may be relative to the working directory. `data_dir`, when given, replaces the
   recorded DATA_DIR (a moved dataset, another machine); it must hold as many items and users
-  as the checkpoint's ID tables. Fails before loading params when the run is a decoder-only
-  one or its dataset is missing or does not match.
+  as the checkpoint's ID tables. Fails before loading params when the checkpoint is a
+  decoder-only one (those restore with `stream_inference.restore`) or the dataset is missing or
+  does not match.
   """
   from llmrec_jax.indexing import text_tokens  # pylint: disable=g-import-not-at-top
   model_dir = os.path.abspath(model_dir)
   run = RunRecord.load(model_dir)
+  if run.rec_form == "decoder_only":
+    raise ValueError(f"{model_dir} is a decoder-only run: restore it with stream_inference.restore")
   root = layout.recommender_root(model_dir)
-  step = _checkpoint_step(root, step)
+  step = checkpoint_step(root, step)
   ckpt_path = orbax_t5x.step_dir(root, step)
   meta = orbax_t5x.restore_metadata(ckpt_path)
   if "item_ids" not in meta and "item_tokens" in meta:  # the stream trainer's metadata
-    raise ValueError(f"{model_dir} is a decoder-only (rec_form='decoder_only') run: eval and infer "
-                     f"support encoder-decoder runs; its test metrics are in {model_dir}/results.json")
-  data_dir = _data_dir(run, os.path.join(model_dir, RUN_RECORD), data_dir)
+    raise ValueError(f"{model_dir} holds a decoder-only (stream) checkpoint, but its {RUN_RECORD} "
+                     f"records rec_form={run.rec_form!r} (written before train recorded decoder-only "
+                     f"runs), so eval and infer would read it as an encoder-decoder run; run the same "
+                     f"train command again to rewrite it (it resumes and tests the finished run); "
+                     f"its test metrics are in {model_dir}/results.json")
+  data_dir = resolve_data_dir(run, os.path.join(model_dir, RUN_RECORD), data_dir)
   data = idgenrec.load_data(data_dir, synthetic_users=run.synthetic_users,
                             synthetic_items=run.synthetic_items, seed=run.seed)
   for what, n_data, n_ckpt in (("items", data.num_items, len(meta["item_ids"])),
@@ -66,7 +72,7 @@ def restore(model_dir: str, step: Optional[int] = None, data_dir: Optional[str] 
                   run, data_dir)
 
 
-def _checkpoint_step(root: str, step: Optional[int]) -> int:
+def checkpoint_step(root: str, step: Optional[int]) -> int:
   """`step` (default: the latest) when the checkpoint root `root` holds it."""
   steps = orbax_t5x.all_steps(root)
   if not steps:
@@ -87,7 +93,7 @@ def _model_config(ckpt_path: str, meta: dict[str, Any], run: RunRecord):
   return dataclasses.replace(config, dropout_rate=0.0)
 
 
-def _data_dir(run: RunRecord, cfg_path: str, override: Optional[str]) -> str:
+def resolve_data_dir(run: RunRecord, cfg_path: str, override: Optional[str]) -> str:
   """`override` (made absolute), else the recorded DATA_DIR, which must still exist."""
   if override is not None:
     return override if override == idgenrec.SYNTHETIC else os.path.abspath(override)

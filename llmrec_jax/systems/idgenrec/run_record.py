@@ -39,6 +39,15 @@ class RunRecord:
     seed: the run's seed (the synthetic dataset depends on it).
     truncation: how a prompt over `input_len` is cut (`prompt_tokens.Truncation` value); records
       written before it existed load as 'drop_oldest', what those runs did.
+    rec_form: 'encoder_decoder' or 'decoder_only' (whole streams; `max_his` is then the stream's
+      `max_items`).
+    data_dirs: the datasets of a mixture run (absolute), `data_dir` being the first; [] for a
+      single dataset.
+    gen_size, text_len, keep_case: the ID generator's size name, its input tokens per item and
+      whether its IDs keep case: what writing IDs for a new catalogue (zero-shot) needs.
+    trie_softmax: the decoder-only recommender's distribution (`DecoderOnlyModel`).
+    stream_seed: the decoder-only run's `StreamSchedule.seed` (its validation and test users are
+      sampled with it and it + 1).
     schema_version: the file's layout; `SCHEMA_VERSION` is the one this code writes and reads.
   """
   data_dir: str
@@ -52,6 +61,13 @@ class RunRecord:
   synthetic_items: int
   seed: int
   truncation: str = "drop_oldest"
+  rec_form: str = "encoder_decoder"
+  data_dirs: list = dataclasses.field(default_factory=list)
+  gen_size: str = "t5_tiny"
+  text_len: int = 64
+  keep_case: bool = False
+  trie_softmax: bool = True
+  stream_seed: int = 0
   schema_version: int = SCHEMA_VERSION
 
   def __post_init__(self):
@@ -87,15 +103,20 @@ class RunRecord:
     return cls(**fields)
 
 
-_TYPES = {"str": str, "int": int}
+_TYPES = {"str": str, "int": int, "list": list, "bool": bool}
 _FIELDS = {f.name: _TYPES[f.type] for f in dataclasses.fields(RunRecord)}
+# What a record written before these fields existed meant: the runs of those versions.
+_ADDED_IN_VERSION_1 = {"truncation": "drop_oldest", "rec_form": "encoder_decoder", "data_dirs": [],
+                       "gen_size": "t5_tiny", "text_len": 64, "keep_case": False,
+                       "trie_softmax": True, "stream_seed": 0}
 
 
 def _check_fields(fields: dict[str, Any], where: str) -> None:
   """RunRecordError naming `where` and the first field that is missing, unknown or mistyped."""
   # Records written before versions existed hold exactly version 1's other fields.
   version = fields.setdefault("schema_version", 1)
-  fields.setdefault("truncation", "drop_oldest")  # added later, within version 1
+  for name, default in _ADDED_IN_VERSION_1.items():  # fields added later, within version 1
+    fields.setdefault(name, default)
   if version != SCHEMA_VERSION:
     raise RunRecordError(f"{where}: field 'schema_version' is {version!r}; this code reads "
                          f"version {SCHEMA_VERSION}")
@@ -106,5 +127,5 @@ def _check_fields(fields: dict[str, Any], where: str) -> None:
     if name not in fields:
       raise RunRecordError(f"{where}: field {name!r} is missing")
     value = fields[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
       raise RunRecordError(f"{where}: field {name!r} is {value!r}, expected type {kind.__name__}")

@@ -9,6 +9,12 @@ parameters that were best on validation, and tests them on every user. Evaluatio
 top K items under the item trie after each user's history (`evaluation.generative.StreamRanker`,
 full ranking, leave-one-out) and scores them with `evaluation.evaluator.evaluate_split`.
 
+A MIXTURE of datasets (`catalogues`: `data.mixtures.union`) trains on the union's streams, each
+epoch's users drawn by the mixture's rates (`epoch_users`: `mixtures.epoch_users`), and
+evaluates each dataset over its own catalogue alone (a trie of its items), `valid_users` /
+`test_users` users of each; the metrics are the users-weighted mean, with each dataset's under
+`<dataset>/<metric>`.
+
 State, epoch and best parameters are checkpointed at each validation point in T5X's layout
 (`recommender/`, `best/`), so a killed run resumes where it stopped and ends with the same
 results as an uninterrupted one: the batches of an epoch depend only on (seed, epoch).
@@ -27,7 +33,7 @@ import optax
 
 from llmrec_jax import decoder_model
 from llmrec_jax.checkpoints import fail_safe, layout, orbax_t5x
-from llmrec_jax.data import item_streams, splits
+from llmrec_jax.data import item_streams, mixtures, splits
 from llmrec_jax.evaluation import evaluator, generative as evaluation
 from llmrec_jax.indexing.item_tokens import ItemTokens
 from llmrec_jax.training import loop as training_loop, stopping
@@ -102,8 +108,12 @@ class StreamTrainer:
   def __init__(self, model: decoder_model.DecoderOnlyModel, params: Any,
                sequences: Sequence[np.ndarray], item_tokens: Sequence[Sequence[int]],
                schedule: StreamSchedule, *, vocab_size: int, model_dir: Optional[str] = None,
-               log_fn: Optional[Callable[[dict], None]] = None):
+               log_fn: Optional[Callable[[dict], None]] = None,
+               catalogues: Sequence[mixtures.Catalogue] = (),
+               epoch_users: Optional[Callable[[int], np.ndarray]] = None):
     self.model, self.schedule = model, schedule
+    self.catalogues, self.epoch_users = list(catalogues), epoch_users
+    self._catalogue_search: dict[str, tuple] = {}
     self.sequences, self.vocab_size = list(sequences), vocab_size
     self.eos_id = model.eos_id
     self.set_item_tokens(item_tokens)
@@ -151,14 +161,28 @@ class StreamTrainer:
       self.node_streams = self.choices.streams(self.sequences, s.max_items)
     self.topk_fn = decoder_model.make_topk_fn(self.model, num_beams=s.num_beams,
                                               max_decode_len=self.trie.max_len)
-    self.steps_per_epoch = item_streams.num_batches(  # new IDs: other stream lengths
-        self.streams, tokens_per_batch=s.tokens_per_batch, multiple=s.bucket_multiple)
+    self.steps_per_epoch = self.epoch_steps(0)  # new IDs: other stream lengths
+
+  def _epoch_streams(self, epoch: int) -> tuple[list, Optional[list]]:
+    """(streams, trie-node streams) of the epoch's users: all, or the mixture's draw."""
+    if self.epoch_users is None:
+      return self.streams, self.node_streams
+    users = self.epoch_users(epoch)
+    nodes = None if self.node_streams is None else [self.node_streams[u] for u in users]
+    return [self.streams[u] for u in users], nodes
+
+  def epoch_steps(self, epoch: int) -> int:
+    """Train steps of `epoch` (the same for every epoch unless a mixture draws its users)."""
+    s = self.schedule
+    return item_streams.num_batches(self._epoch_streams(epoch)[0], tokens_per_batch=s.tokens_per_batch,
+                                    multiple=s.bucket_multiple)
 
   def _batches(self, epoch: int):
     s = self.schedule
-    return item_streams.epoch_batches(self.streams, tokens_per_batch=s.tokens_per_batch,
+    streams, node_streams = self._epoch_streams(epoch)
+    return item_streams.epoch_batches(streams, tokens_per_batch=s.tokens_per_batch,
                                       seed=s.seed, epoch=epoch, multiple=s.bucket_multiple,
-                                      choices=self.choices, node_streams=self.node_streams)
+                                      choices=self.choices, node_streams=node_streams)
 
   def _aux(self) -> tuple:
     return (self.trie.arrays,) if self.model.trie_softmax else ()
@@ -168,7 +192,10 @@ class StreamTrainer:
                item_tokens: Optional[Sequence[Sequence[int]]] = None) -> dict[str, float]:
     """HR/NDCG@5,10 of `users` (rows of `splits.held_out_split`, one per user) on 'valid' or
     'test' (full ranking over every item), with the current parameters and IDs, or the given ones
-    (default params: the best validated)."""
+    (default params: the best validated). A mixture evaluates each dataset on its own catalogue
+    (`_evaluate_catalogues`)."""
+    if self.catalogues:
+      return self._evaluate_catalogues(split, users, params, item_tokens)
     trie, topk_fn, tokens = self.trie, self.topk_fn, self.item_tokens
     if item_tokens is not None and [list(t) for t in item_tokens] != self.item_tokens:
       tokens = [list(t) for t in item_tokens]
@@ -180,6 +207,48 @@ class StreamTrainer:
     held_out = splits.held_out_split(self.sequences, split, max_his=self.schedule.max_items)
     metrics = evaluator.evaluate_split(ranker, evaluator.HeldOut(split, held_out, users), ks=(5, 10))
     return dict(metrics, users=len(users))
+
+  def _catalogue_ranker(self, c: mixtures.Catalogue, tokens: list[list[int]], params: Any
+                        ) -> evaluation.StreamRanker:
+    """The ranker over catalogue `c`'s items alone (its trie and search kept while its IDs stay)."""
+    cached = self._catalogue_search.get(c.name)
+    if cached is None or cached[0] != tokens:
+      trie = ItemTokens(tokens, eos_id=self.eos_id).trie(self.vocab_size)
+      cached = (tokens, trie, decoder_model.make_topk_fn(self.model, num_beams=self.schedule.num_beams,
+                                                         max_decode_len=trie.max_len))
+      self._catalogue_search[c.name] = cached
+    return evaluation.StreamRanker(cached[2], params, cached[1], tokens, self.eos_id,
+                                   self.schedule.eval_batch_size)
+
+  def _evaluate_catalogues(self, split: str, users: np.ndarray, params: Any,
+                           item_tokens: Optional[Sequence[Sequence[int]]]) -> dict[str, Any]:
+    """Each catalogue's `users` (union indices) over its own items; the users-weighted mean of
+    the metrics, and each catalogue's as `<name>/<metric>`."""
+    params = self.best_params if params is None else params
+    tokens = [list(t) for t in (self.item_tokens if item_tokens is None else item_tokens)]
+    out, weighted, total = {}, {}, 0
+    for c in self.catalogues:
+      mine = users[(users >= c.user_start) & (users < c.user_stop)] - c.user_start
+      if not mine.size:
+        continue
+      sequences = [s - c.item_start for s in self.sequences[c.user_start:c.user_stop]]
+      held_out = splits.held_out_split(sequences, split, max_his=self.schedule.max_items)
+      ranker = self._catalogue_ranker(c, tokens[c.item_start:c.item_stop], params)
+      metrics = evaluator.evaluate_split(ranker, evaluator.HeldOut(split, held_out, mine),
+                                         ks=(5, 10))
+      out.update({f"{c.name}/{k}": v for k, v in metrics.items()})
+      out[f"{c.name}/users"] = int(mine.size)
+      for k, v in metrics.items():
+        weighted[k] = weighted.get(k, 0.0) + float(v) * mine.size
+      total += int(mine.size)
+    return {**{k: v / max(total, 1) for k, v in weighted.items()}, **out, "users": total}
+
+  def eval_users(self, size: Optional[int], seed: int) -> np.ndarray:
+    """`sample_users` of the data, or of each catalogue of a mixture (union indices)."""
+    if not self.catalogues:
+      return sample_users(len(self.sequences), size, seed)
+    return np.concatenate([sample_users(c.num_users, size, seed) + c.user_start
+                           for c in self.catalogues])
 
   # -------------------------------------------------------------------- checkpoints
   def save(self) -> None:
@@ -245,7 +314,8 @@ class StreamTrainer:
         keep=("loss", "item_nll", "num_items"), save=save, stop=self.stop,
         cadence=stopping.CheckpointCadence(every_minutes=self.schedule.checkpoint_every_minutes))
     batches = itertools.islice(self._batches(self.epoch), self.batch_in_epoch, None)
-    end = loop.run(self.state, batches, total=self.steps_per_epoch, start=self.batch_in_epoch)
+    total = self.steps_per_epoch if self.epoch_users is None else self.epoch_steps(self.epoch)
+    end = loop.run(self.state, batches, total=total, start=self.batch_in_epoch)
     self.state, self._train_seconds = end.state, seconds_before + end.seconds
     if end.stopped:
       return None
@@ -257,7 +327,7 @@ class StreamTrainer:
 
   def validate(self, train_metrics: dict[str, float]) -> dict[str, Any]:
     s = self.schedule
-    valid = self.evaluate("valid", sample_users(len(self.sequences), s.valid_users, s.seed),
+    valid = self.evaluate("valid", self.eval_users(s.valid_users, s.seed),
                           params=self.state.params)
     record = {"epoch": self.epoch, "step": int(self.state.step), "minutes": self._wall() / 60,
               "train_minutes": self._train_seconds / 60, **train_metrics,
@@ -290,7 +360,7 @@ class StreamTrainer:
   def test(self) -> dict[str, Any]:
     """Tests the parameters (and IDs) best on validation; the run's summary."""
     s = self.schedule
-    test = self.evaluate("test", sample_users(len(self.sequences), s.test_users, s.seed + 1),
+    test = self.evaluate("test", self.eval_users(s.test_users, s.seed + 1),
                          item_tokens=self.best_item_tokens)
     return {"best": self.best, "test": test, "curve": self.curve,
             "steps_per_epoch": self.steps_per_epoch}
