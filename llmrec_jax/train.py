@@ -149,7 +149,8 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
     summary = _train_stream(item_ids, data, tokenizer, vocab_size, rec_size=rec_size,
                             dropout_rate=dropout_rate, schedule=stream, model_dir=model_dir,
                             log_fn=log_fn, stream_ids=stream_ids, generator=generator,
-                            mixture=_mixture(model_dir, data, catalogues, mixing_rate, stream.seed))
+                            mixture=_mixture(model_dir, data, catalogues, mixing_rate, stream.seed),
+                            partitioner=partitioner)
     return _finish(model_dir, summary, writer, data.name, boot, assigner)
   rec_model, rec_params = idgenrec.init_model(rec_size, vocab_size, dropout_rate=dropout_rate,
                                               seed=schedule.seed, checkpoint=rec_checkpoint,
@@ -436,10 +437,11 @@ def _finish(model_dir: str, summary: dict[str, Any], writer, dataset: str, boot:
 def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
                   dropout_rate: float, schedule: stream_training.StreamSchedule, model_dir: str,
                   log_fn, stream_ids: stream_id_phase.StreamIdSchedule,
-                  generator=None, mixture=None) -> dict[str, Any]:
+                  generator=None, mixture=None, partitioner=None) -> dict[str, Any]:
   """The decoder-only form: whole-stream training (alternating with ID phases when
   `generator` = (model, params, assign, item_text_NxL) is given), then the test; `mixture` =
-  (catalogues, epoch -> users) trains on a mixture (`_mixture`)."""
+  (catalogues, epoch -> users) trains on a mixture (`_mixture`); `partitioner` shards the
+  train steps over its mesh."""
   from llmrec_jax import decoder_model, model_sizes  # pylint: disable=g-import-not-at-top
   from llmrec_jax.network import decoder_only  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -453,7 +455,7 @@ def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
   trainer = stream_training.StreamTrainer(model, params, data.sequences, item_tokens, schedule,
                                           vocab_size=vocab_size, model_dir=model_dir,
                                           log_fn=log_fn, catalogues=catalogues,
-                                          epoch_users=epoch_users)
+                                          epoch_users=epoch_users, partitioner=partitioner)
   runner = trainer
   if generator is not None:
     gen_model, gen_params, assign_items, text_NxL = generator

@@ -84,12 +84,13 @@ def padded_length(n: int, multiple: int) -> int:
 def epoch_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, seed: int, epoch: int,
                   multiple: int = 16, max_len: int | None = None,
                   choices: TrieChoices | None = None,
-                  node_streams: Sequence[np.ndarray] | None = None
+                  node_streams: Sequence[np.ndarray] | None = None, row_multiple: int = 1
                   ) -> Iterator[dict[str, np.ndarray]]:
   """Training batches of one epoch: every stream once, bucketed by padded length.
 
-  Each batch has `tokens_per_batch // L` rows of length L (empty rows fill the last batch of a
-  bucket and carry zero weight). Streams longer than `max_len` keep their last `max_len` tokens.
+  Each batch has `tokens_per_batch // L` rows of length L, rounded down to a multiple of
+  `row_multiple` (at least one multiple; e.g. the mesh's 'data' axis, so rows split evenly over
+  it), and empty rows fill the last batch of a bucket and carry zero weight. Streams longer than `max_len` keep their last `max_len` tokens.
   Keys (T5X decoder-only names): `decoder_input_tokens` (start token + stream shifted right),
   `decoder_target_tokens`, `decoder_loss_weights` (1 at real targets), all [B, L]; with
   `choices` and the users' `node_streams` (`TrieChoices.streams`), also the `branch_*` keys
@@ -97,7 +98,7 @@ def epoch_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, seed:
   """
   rng = np.random.default_rng([seed, epoch])
   batches = []
-  for length, users, rows in _buckets(streams, tokens_per_batch, multiple, max_len):
+  for length, users, rows in _buckets(streams, tokens_per_batch, multiple, max_len, row_multiple):
     users = users[rng.permutation(users.size)]
     batches.extend((length, users[i:i + rows], rows) for i in range(0, users.size, rows))
   for b in rng.permutation(len(batches)):
@@ -106,20 +107,28 @@ def epoch_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, seed:
                      None if choices is None else [node_streams[u][-length:] for u in users])
 
 
+def rows_per_batch(tokens_per_batch: int, length: int, row_multiple: int = 1) -> int:
+  """`tokens_per_batch // length` rounded down to a multiple of `row_multiple` (at least one)."""
+  if row_multiple < 1:
+    raise ValueError(f"row_multiple must be >= 1, got {row_multiple}")
+  return max(row_multiple, tokens_per_batch // length // row_multiple * row_multiple)
+
+
 def _buckets(streams: Sequence[np.ndarray], tokens_per_batch: int, multiple: int,
-             max_len: int | None) -> list[tuple[int, np.ndarray, int]]:
+             max_len: int | None, row_multiple: int = 1) -> list[tuple[int, np.ndarray, int]]:
   """(padded length L, users of that length, rows per batch) for every non-empty bucket."""
   lens = np.asarray([s.size if max_len is None else min(s.size, max_len) for s in streams])
   padded = np.asarray([padded_length(int(n), multiple) for n in lens])
   return [(int(length), np.flatnonzero((padded == length) & (lens > 0)),
-           max(1, tokens_per_batch // int(length))) for length in np.unique(padded[lens > 0])]
+           rows_per_batch(tokens_per_batch, int(length), row_multiple))
+          for length in np.unique(padded[lens > 0])]
 
 
 def num_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, multiple: int = 16,
-                max_len: int | None = None) -> int:
+                max_len: int | None = None, row_multiple: int = 1) -> int:
   """Batches in every epoch of `epoch_batches` with these settings (without building them)."""
   return sum(-(-users.size // rows) for _, users, rows in
-             _buckets(streams, tokens_per_batch, multiple, max_len))
+             _buckets(streams, tokens_per_batch, multiple, max_len, row_multiple))
 
 
 def make_batch(streams: Sequence[np.ndarray], length: int, num_rows: int,

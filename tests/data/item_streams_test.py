@@ -103,3 +103,36 @@ def test_num_batches_counts_an_epoch_without_building_it():
   for tokens in (32, 64, 256):
     assert item_streams.num_batches(streams, tokens_per_batch=tokens, multiple=8) == len(
         _epoch(streams, 0, 0, tokens))
+
+
+def _with_row_multiple(streams, seed, tokens, row_multiple):
+  return list(item_streams.epoch_batches(streams, tokens_per_batch=tokens, seed=seed, epoch=seed + 1,
+                                         multiple=8, row_multiple=row_multiple))
+
+
+def test_row_multiple_one_leaves_every_batch_as_it_is():
+  streams = item_streams.train_streams(_sequences(), ITEM_TOKENS, max_items=20, eos_id=1)
+  for seed in range(3):
+    for tokens in (24, 64, 100):
+      plain = list(item_streams.epoch_batches(streams, tokens_per_batch=tokens, seed=seed,
+                                              epoch=seed + 1, multiple=8))
+      ones = _with_row_multiple(streams, seed, tokens, 1)
+      assert len(plain) == len(ones)
+      for a, b in zip(plain, ones):
+        assert a.keys() == b.keys()
+        for k in a:
+          np.testing.assert_array_equal(a[k], b[k])
+        rows, length = b["decoder_target_tokens"].shape
+        assert rows == max(1, tokens // length)
+
+
+def test_row_multiple_rounds_rows_down_to_a_multiple():
+  streams = item_streams.train_streams(_sequences(), ITEM_TOKENS, max_items=20, eos_id=1)
+  for tokens in (24, 64, 100):
+    batches = _with_row_multiple(streams, 0, tokens, 4)
+    assert sorted(_rows(batches)) == sorted(tuple(s) for s in streams)   # every stream once
+    assert len(batches) == item_streams.num_batches(streams, tokens_per_batch=tokens, multiple=8,
+                                                    row_multiple=4)
+    for b in batches:
+      rows, length = b["decoder_target_tokens"].shape
+      assert rows % 4 == 0 and rows == max(4, tokens // length // 4 * 4)

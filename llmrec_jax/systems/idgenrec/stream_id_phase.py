@@ -28,7 +28,7 @@ from llmrec_jax import decoder_model, models
 from llmrec_jax.checkpoints import fail_safe, layout, orbax_t5x
 from llmrec_jax.data import item_streams, splits
 from llmrec_jax.decoding import trie_walk
-from llmrec_jax.systems.idgenrec import id_phase, stream_training
+from llmrec_jax.systems.idgenrec import alternating, id_phase, stream_training
 from llmrec_jax.training import loop as training_loop, stopping
 from llmrec_jax.training import optimizers
 from llmrec_jax.training import trainer as trainer_lib
@@ -151,6 +151,12 @@ class StreamAlternation:
     encode: text -> token ids (the shared vocabulary).
     item_text_NxL: every item's text tokens (+ EOS), what the generator reads.
     schedule: `StreamIdSchedule`.
+
+  With the recommender's partitioner (`rec.partitioner`), the generator step runs on its mesh
+  as the recommender's: the generator state sharded by its logical axes, the rows of every batch
+  key but the flat `branch_*` ones and `num_items` (replicated) split over 'data', the frozen
+  recommender's params as its state holds them and the trie replicated; `id_batch_size` must
+  then be a multiple of the 'data' axis.
   """
 
   def __init__(self, rec: stream_training.StreamTrainer, gen_model: models.EncoderDecoderModel,
@@ -164,13 +170,34 @@ class StreamAlternation:
     self.text_NxL, self.schedule = item_text_NxL, schedule
     tx = optimizers.adamw(schedule.id_lr, weight_decay=0.0)
     self.gen_state = TrainState.create(gen_params, tx)
+    shardings = {}
+    if rec.partitioner is not None:
+      self.gen_state, shardings = self._shard(rec, gen_model, schedule.id_batch_size)
     self.id_trainer = trainer_lib.Trainer(functools.partial(
         stream_id_phase_loss, gen_model=gen_model, rec_model=rec.model,
-        mixing=id_phase.Mixing(schedule.mixing)), tx, dropout_seed=rec.schedule.seed + 1)
+        mixing=id_phase.Mixing(schedule.mixing)), tx, dropout_seed=rec.schedule.seed + 1,
+        **shardings)
     self._gen_ckpt = None
     if rec.model_dir:
       self._gen_ckpt = orbax_t5x.CheckpointManager(layout.generator_root(rec.model_dir), keep=2,
                                                    model_config=gen_model.module.config)
+
+  def _shard(self, rec: stream_training.StreamTrainer, gen_model: models.EncoderDecoderModel,
+             batch_size: int) -> tuple[TrainState, dict[str, Any]]:
+    """(the generator state on the mesh, the `Trainer`'s sharding arguments)."""
+    part = rec.partitioner
+    data = int(part.mesh.shape["data"])
+    if batch_size % data:
+      raise ValueError(f"StreamIdSchedule.id_batch_size={batch_size} must be a multiple of the "
+                       f"mesh's 'data' axis ({data})")
+    gen_sh = part.state_shardings(self.gen_state, alternating.params_axes(gen_model))
+    rec_sh = part.state_shardings(rec.state, stream_training.decoder_params_axes(rec.model)).params
+    batch_sh = stream_training.stream_batch_shardings(
+        part, trie_softmax=True,
+        row_keys=("item_text_tokens", "item_id_inputs", "item_id_targets", "soft_slot"))
+    return jax.device_put(self.gen_state, gen_sh), dict(
+        in_shardings=(gen_sh, batch_sh, part.replicated, rec_sh, part.replicated),
+        out_shardings=(gen_sh, part.replicated), partitioner=part)
 
   def _id_phase(self, rnd: int) -> Optional[dict[str, float]]:
     """`id_steps` generator updates through the frozen recommender; None when a stop request

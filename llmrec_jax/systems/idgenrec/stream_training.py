@@ -18,6 +18,13 @@ evaluates each dataset over its own catalogue alone (a trie of its items), `vali
 State, epoch and best parameters are checkpointed at each validation point in T5X's layout
 (`recommender/`, `best/`), so a killed run resumes where it stopped and ends with the same
 results as an uninterrupted one: the batches of an epoch depend only on (seed, epoch).
+
+With a `partitioning.PjitPartitioner`, training runs on its ('data', 'model') mesh: the train
+state sharded by the params' logical axes, each batch's token keys split on their rows over
+'data' (rows per batch rounded down to a multiple of the 'data' axis: `row_multiple`), the flat
+`branch_*` keys, `num_items` and the trie arrays replicated, the step jitted through the
+partitioner (so the network's activation constraints act). A restored state keeps the shardings.
+Evaluation runs on one device, with the parameters gathered there.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ import jax
 import numpy as np
 import optax
 
-from llmrec_jax import decoder_model
+from llmrec_jax import decoder_model, partitioning
 from llmrec_jax.checkpoints import fail_safe, layout, orbax_t5x
 from llmrec_jax.data import item_streams, mixtures, splits
 from llmrec_jax.evaluation import evaluator, generative as evaluation
@@ -95,6 +102,26 @@ class StreamSchedule:
       raise ValueError(f"StreamSchedule.select_on={self.select_on!r}: use hit@5|10 or ndcg@5|10")
 
 
+TOKEN_KEYS = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")
+BRANCH_KEYS = ("branch_rows", "branch_nodes", "branch_targets", "branch_weights", "num_items")
+
+
+def decoder_params_axes(model: decoder_model.DecoderOnlyModel) -> Any:
+  """The model's `params_axes` collection (T5X logical axis names), without initialising weights."""
+  return jax.eval_shape(lambda: model.get_initial_variables(
+      jax.random.PRNGKey(0), {"decoder_input_tokens": (1, 8)}))["params_axes"]
+
+
+def stream_batch_shardings(part: partitioning.PjitPartitioner, trie_softmax: bool,
+                           row_keys: Sequence[str] = ()) -> dict[str, Any]:
+  """A sharding per key of a stream batch: `TOKEN_KEYS` and `row_keys` split on their first
+  axis over 'data'; with the trie softmax, the flat `BRANCH_KEYS` replicated."""
+  out = {k: part.batch_sharding for k in (*TOKEN_KEYS, *row_keys)}
+  if trie_softmax:
+    out.update({k: part.replicated for k in BRANCH_KEYS})
+  return out
+
+
 def sample_users(num_users: int, size: Optional[int], seed: int) -> np.ndarray:
   """Sorted user indices: all, or a fixed random sample of `size`."""
   if size is None or size >= num_users:
@@ -110,8 +137,11 @@ class StreamTrainer:
                schedule: StreamSchedule, *, vocab_size: int, model_dir: Optional[str] = None,
                log_fn: Optional[Callable[[dict], None]] = None,
                catalogues: Sequence[mixtures.Catalogue] = (),
-               epoch_users: Optional[Callable[[int], np.ndarray]] = None):
-    self.model, self.schedule = model, schedule
+               epoch_users: Optional[Callable[[int], np.ndarray]] = None,
+               partitioner: Optional[partitioning.PjitPartitioner] = None):
+    self.model, self.schedule, self.partitioner = model, schedule, partitioner
+    # Rows per batch split evenly over the mesh's 'data' axis.
+    self.row_multiple = 1 if partitioner is None else int(partitioner.mesh.shape["data"])
     self.catalogues, self.epoch_users = list(catalogues), epoch_users
     self._catalogue_search: dict[str, tuple] = {}
     self.sequences, self.vocab_size = list(sequences), vocab_size
@@ -124,8 +154,16 @@ class StreamTrainer:
                                                            max(warmup, 1)),
                                      optax.constant_schedule(schedule.learning_rate)], [warmup]))
     tx = optimizers.adamw(lr, weight_decay=schedule.weight_decay)
-    self.trainer = trainer_lib.Trainer(model.loss_fn, tx, dropout_seed=schedule.seed)
     self.state = TrainState.create(params, tx)
+    shardings = {}
+    if partitioner is not None:
+      state_sh = partitioner.state_shardings(self.state, decoder_params_axes(model))
+      self.state = jax.device_put(self.state, state_sh)
+      aux = (partitioner.replicated,) if model.trie_softmax else ()   # the trie arrays
+      shardings = dict(in_shardings=(state_sh, stream_batch_shardings(partitioner, model.trie_softmax),
+                                     partitioner.replicated, *aux),
+                       out_shardings=(state_sh, partitioner.replicated), partitioner=partitioner)
+    self.trainer = trainer_lib.Trainer(model.loss_fn, tx, dropout_seed=schedule.seed, **shardings)
     # A host copy: the train steps donate (reuse) the buffers that `params` shares with the state.
     self.best_params = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), params)
     self.best, self.epoch, self.curve = None, 0, []
@@ -175,14 +213,15 @@ class StreamTrainer:
     """Train steps of `epoch` (the same for every epoch unless a mixture draws its users)."""
     s = self.schedule
     return item_streams.num_batches(self._epoch_streams(epoch)[0], tokens_per_batch=s.tokens_per_batch,
-                                    multiple=s.bucket_multiple)
+                                    multiple=s.bucket_multiple, row_multiple=self.row_multiple)
 
   def _batches(self, epoch: int):
     s = self.schedule
     streams, node_streams = self._epoch_streams(epoch)
     return item_streams.epoch_batches(streams, tokens_per_batch=s.tokens_per_batch,
                                       seed=s.seed, epoch=epoch, multiple=s.bucket_multiple,
-                                      choices=self.choices, node_streams=node_streams)
+                                      choices=self.choices, node_streams=node_streams,
+                                      row_multiple=self.row_multiple)
 
   def _aux(self) -> tuple:
     return (self.trie.arrays,) if self.model.trie_softmax else ()
@@ -193,7 +232,10 @@ class StreamTrainer:
     """HR/NDCG@5,10 of `users` (rows of `splits.held_out_split`, one per user) on 'valid' or
     'test' (full ranking over every item), with the current parameters and IDs, or the given ones
     (default params: the best validated). A mixture evaluates each dataset on its own catalogue
-    (`_evaluate_catalogues`)."""
+    (`_evaluate_catalogues`). Sharded parameters are gathered on one device first."""
+    params = self.best_params if params is None else params
+    if self.partitioner is not None:
+      params = jax.device_put(params, jax.local_devices()[0])
     if self.catalogues:
       return self._evaluate_catalogues(split, users, params, item_tokens)
     trie, topk_fn, tokens = self.trie, self.topk_fn, self.item_tokens
@@ -202,8 +244,8 @@ class StreamTrainer:
       trie = ItemTokens(tokens, eos_id=self.eos_id).trie(self.vocab_size)
       topk_fn = decoder_model.make_topk_fn(self.model, num_beams=self.schedule.num_beams,
                                            max_decode_len=trie.max_len)
-    ranker = evaluation.StreamRanker(topk_fn, self.best_params if params is None else params, trie,
-                                     tokens, self.eos_id, self.schedule.eval_batch_size)
+    ranker = evaluation.StreamRanker(topk_fn, params, trie, tokens, self.eos_id,
+                                     self.schedule.eval_batch_size)
     held_out = splits.held_out_split(self.sequences, split, max_his=self.schedule.max_items)
     metrics = evaluator.evaluate_split(ranker, evaluator.HeldOut(split, held_out, users), ks=(5, 10))
     return dict(metrics, users=len(users))
@@ -224,7 +266,6 @@ class StreamTrainer:
                            item_tokens: Optional[Sequence[Sequence[int]]]) -> dict[str, Any]:
     """Each catalogue's `users` (union indices) over its own items; the users-weighted mean of
     the metrics, and each catalogue's as `<name>/<metric>`."""
-    params = self.best_params if params is None else params
     tokens = [list(t) for t in (self.item_tokens if item_tokens is None else item_tokens)]
     out, weighted, total = {}, {}, 0
     for c in self.catalogues:
