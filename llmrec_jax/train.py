@@ -24,13 +24,13 @@ import jax
 from llmrec_jax import model_sizes, models, network
 from llmrec_jax import partitioning
 from llmrec_jax.checkpoints.checkpoint_config import CheckpointConfig
-from llmrec_jax.data import id_tables, mixtures, shared_paths, sources, splits as splits_lib
+from llmrec_jax.data import id_tables, mixtures, splits as splits_lib
 from llmrec_jax.data.dataset_config import DatasetConfig
 from llmrec_jax.evaluation import generative as evaluation
 from llmrec_jax.indexing import text_tokens, uniqueness
 from llmrec_jax.systems.idgenrec import alternating, id_phase, components as idgenrec
 from llmrec_jax.systems.idgenrec import bootstrap, run_record
-from llmrec_jax.systems.idgenrec import setup_cache, stream_id_phase, stream_training
+from llmrec_jax.systems.idgenrec import run_data, setup_cache, stream_id_phase, stream_run, stream_training
 from llmrec_jax.training import stopping, task_training
 
 log = logging.getLogger(__name__)
@@ -99,13 +99,13 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
   schedule, keep_checkpoints = _idgenrec_checkpoint_settings(checkpoint_cfg, total_steps, schedule,
                                                              keep_checkpoints, rec_form)
   _check_rec_form(rec_form, stream_ids, initial_ids)
-  data_dirs, vocab_path, template_set = _resolve_paths(data_dir, vocab_path, template_set)
-  _check_mixture(data_dirs, rec_form, initial_ids)
+  data_dirs, vocab_path, template_set = run_data.resolve_paths(data_dir, vocab_path, template_set)
+  run_data.check_mixture(data_dirs, rec_form, initial_ids)
   data_dir = data_dirs[0] if len(data_dirs) == 1 else data_dirs
   os.makedirs(model_dir, exist_ok=True)
   if on_start is not None:
     on_start(model_dir)
-  data, texts, catalogues = _load_data(data_dirs, synthetic_users=synthetic_users,
+  data, texts, catalogues = run_data.load_data(data_dirs, synthetic_users=synthetic_users,
                                        synthetic_items=synthetic_items, seed=schedule.seed,
                                        initial_ids=initial_ids)
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
@@ -114,12 +114,12 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
                                      keep_case=id_assignment.keep_case)
   stream_form = rec_form == "decoder_only"
   run_record.RunRecord(  # what `eval` / `infer` rebuild the run from (DATA_DIR absolute)
-      data_dir=_absolute_data_dir(data_dirs[0]), rec_size=rec_size, vocab_size=vocab_size,
+      data_dir=run_data.absolute_data_dir(data_dirs[0]), rec_size=rec_size, vocab_size=vocab_size,
       template_set=template_set, input_len=input_len, id_len=id_len,
       max_his=stream.max_items if stream_form else schedule.max_his,
       synthetic_users=synthetic_users, synthetic_items=synthetic_items, seed=schedule.seed,
       truncation=schedule.truncation.value, rec_form=rec_form,
-      data_dirs=[_absolute_data_dir(d) for d in data_dirs] if catalogues else [],
+      data_dirs=[run_data.absolute_data_dir(d) for d in data_dirs] if catalogues else [],
       gen_size=gen_size, text_len=text_len, keep_case=id_assignment.keep_case,
       trie_softmax=stream.trie_softmax, stream_seed=stream.seed,
   ).save(model_dir)
@@ -146,11 +146,11 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
   if rec_form == "decoder_only":
     generator = None if stream_ids.rounds == 1 else (
         gen_model, gen_params, assigner.item_ids, text_tokens.encode_texts(texts, tokenizer, text_len))
-    summary = _train_stream(item_ids, data, tokenizer, vocab_size, rec_size=rec_size,
-                            dropout_rate=dropout_rate, schedule=stream, model_dir=model_dir,
-                            log_fn=log_fn, stream_ids=stream_ids, generator=generator,
-                            mixture=_mixture(model_dir, data, catalogues, mixing_rate, stream.seed),
-                            partitioner=partitioner)
+    mixture = run_data.mixture(model_dir, data, catalogues, mixing_rate, stream.seed)
+    summary = stream_run.train_stream(item_ids, data, tokenizer, vocab_size, rec_size=rec_size,
+                                      dropout_rate=dropout_rate, schedule=stream, model_dir=model_dir,
+                                      log_fn=log_fn, stream_ids=stream_ids, generator=generator,
+                                      mixture=mixture, partitioner=partitioner)
     return _finish(model_dir, summary, writer, data.name, boot, assigner)
   rec_model, rec_params = idgenrec.init_model(rec_size, vocab_size, dropout_rate=dropout_rate,
                                               seed=schedule.seed, checkpoint=rec_checkpoint,
@@ -228,77 +228,6 @@ def _metric_logger(model_dir: str):
   return writer, log_fn
 
 
-def _resolve_paths(data_dir: str | Sequence[str], vocab_path: Optional[str], template_set: str):
-  """(DATA_DIRs as a list, vocabulary, templates): the gin files' '../shared/...' paths, valid
-  from any directory (relative to the checkout); a prompt file (`template_set` may also be a
-  name) made absolute for run_config.json."""
-  template_set = shared_paths.resolve(template_set)
-  if os.path.isfile(template_set):
-    template_set = os.path.abspath(template_set)
-  dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir)
-  if not dirs:
-    raise ValueError("DATA_DIR is an empty list: give a dataset folder, or a list of them for a mixture")
-  return [shared_paths.resolve(d) for d in dirs], shared_paths.resolve(vocab_path), template_set
-
-
-def _check_mixture(data_dirs: Sequence[str], rec_form: str, initial_ids: str) -> None:
-  """Fails before any work when a mixture asks for what it cannot have, or a dataset of it has no
-  item text (its textual IDs are written from it), naming the folder and the missing file."""
-  if len(data_dirs) < 2:
-    return
-  if rec_form != "decoder_only":
-    raise ValueError(f"a mixture of {len(data_dirs)} datasets trains the whole-stream recommender: "
-                     f"set rec_form='decoder_only' (got {rec_form!r})")
-  if initial_ids == "reference":
-    raise ValueError("initial_ids='reference' reads one dataset's released IDs; a mixture needs IDs "
-                     "written from item text ('bootstrap', or the fixed 'title')")
-  for d in data_dirs:
-    if d == idgenrec.SYNTHETIC:
-      raise ValueError("a mixture lists dataset folders; 'synthetic' is not one (write it out first)")
-    if sources.find_file(d, sources.P5_SEQUENCES) and not sources.find_file(d, sources.P5_ITEMS):
-      from llmrec_jax.data.errors import DataError  # pylint: disable=g-import-not-at-top
-      raise DataError(d, f"has no {sources.P5_ITEMS}[.gz] (item text): a mixture's datasets need it, "
-                         "since their items' textual IDs are written from it")
-
-
-def _load_data(data_dirs: Sequence[str], *, synthetic_users: int, synthetic_items: int, seed: int,
-               initial_ids: str):
-  """(data, item texts, catalogues): one dataset ([] catalogues), or the union of a mixture's
-  (`mixtures.union`) with each dataset's item text rendered by its own fields."""
-  datasets = []
-  for d in data_dirs:
-    data = idgenrec.load_data(d, synthetic_users=synthetic_users, synthetic_items=synthetic_items,
-                              seed=seed)
-    idgenrec.check_item_text(data, d, initial_ids)
-    if len(data_dirs) > 1:
-      mixtures.check_item_text(data, d)
-    datasets.append(data)
-  if len(datasets) == 1:
-    return datasets[0], idgenrec.item_texts(datasets[0]), []
-  union, catalogues = mixtures.union(datasets, mixtures.unique_names(data_dirs, [x.name for x in datasets]))
-  return union, [t for x in datasets for t in idgenrec.item_texts(x)], catalogues
-
-
-def _mixture(model_dir: str, data, catalogues, rate: mixtures.MixingRate, seed: int):
-  """(catalogues, epoch -> users) of a mixture, from its registered SeqIO Mixture's rates; None
-  for one dataset."""
-  if not catalogues:
-    return None
-  from llmrec_jax.tasks import foundation  # pylint: disable=g-import-not-at-top
-  name = "llmrec_mix_" + hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12]
-  mixture = foundation.register(name, data, catalogues, rate)
-  rates = mixtures.mixture_rates(mixture)
-  return catalogues, lambda epoch: mixtures.epoch_users(catalogues, rates, seed=seed, epoch=epoch,
-                                                        maximum=rate.maximum)
-
-
-def _absolute_data_dir(data_dir: str | Sequence[str]) -> str | list[str]:
-  """DATA_DIR independent of the working directory (the built-in 'synthetic' as it is)."""
-  if not isinstance(data_dir, str):
-    return [_absolute_data_dir(d) for d in data_dir]
-  return data_dir if data_dir == idgenrec.SYNTHETIC else os.path.abspath(data_dir)
-
-
 def _check_rec_form(rec_form: str, stream_ids: stream_id_phase.StreamIdSchedule,
                     initial_ids: str) -> None:
   if rec_form not in ("encoder_decoder", "decoder_only"):
@@ -346,7 +275,7 @@ def _setup_key(*, data_dir: str, id_assignment: uniqueness.IdAssignment, **setti
   """What the bootstrap and the initial IDs depend on: a restart with these settings reuses them
   (`setup_cache`). `id_assignment` enters only when it is not lowercase level-by-level (the
   settings before it existed), so the saved setups of earlier runs keep their key."""
-  key = {"data_dir": _absolute_data_dir(data_dir), **settings}
+  key = {"data_dir": run_data.absolute_data_dir(data_dir), **settings}
   if id_assignment != uniqueness.IdAssignment(keep_case=False):
     key["id_assignment"] = dataclasses.asdict(id_assignment)
   return key
@@ -431,49 +360,6 @@ def _finish(model_dir: str, summary: dict[str, Any], writer, dataset: str, boot:
   with open(os.path.join(model_dir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)
   writer.close()
-  return summary
-
-
-def _train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
-                  dropout_rate: float, schedule: stream_training.StreamSchedule, model_dir: str,
-                  log_fn, stream_ids: stream_id_phase.StreamIdSchedule,
-                  generator=None, mixture=None, partitioner=None) -> dict[str, Any]:
-  """The decoder-only form: whole-stream training (alternating with ID phases when
-  `generator` = (model, params, assign, item_text_NxL) is given), then the test; `mixture` =
-  (catalogues, epoch -> users) trains on a mixture (`_mixture`); `partitioner` shards the
-  train steps over its mesh."""
-  from llmrec_jax import decoder_model, model_sizes  # pylint: disable=g-import-not-at-top
-  from llmrec_jax.network import decoder_only  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  config = model_sizes.t5_config(rec_size, vocab_size=vocab_size, dropout_rate=dropout_rate)
-  model = decoder_model.DecoderOnlyModel(decoder_only.DecoderOnlyTransformer(config),
-                                         trie_softmax=schedule.trie_softmax)
-  params = model.get_initial_variables(jax.random.PRNGKey(schedule.seed),
-                                       {"decoder_input_tokens": (2, 16)})["params"]
-  item_tokens = [tokenizer.encode(t) for t in item_ids]
-  catalogues, epoch_users = mixture or ((), None)
-  trainer = stream_training.StreamTrainer(model, params, data.sequences, item_tokens, schedule,
-                                          vocab_size=vocab_size, model_dir=model_dir,
-                                          log_fn=log_fn, catalogues=catalogues,
-                                          epoch_users=epoch_users, partitioner=partitioner)
-  runner = trainer
-  if generator is not None:
-    gen_model, gen_params, assign_items, text_NxL = generator
-    runner = stream_id_phase.StreamAlternation(trainer, gen_model, gen_params, assign_items,
-                                               tokenizer.encode, text_NxL, stream_ids)
-  runner.maybe_restore()
-  with stopping.stop_on_signals() as stop:
-    summary = runner.run(stop=stop)
-  if summary is None:   # stopped by SIGINT / SIGTERM after a checkpoint
-    return {"complete": False, "stopped_by": stop.name, "stopped_at_step": int(trainer.state.step),
-            "best": None}
-  best = summary["best"] or {}
-  # The shape `main` prints and `experiments.table` reads: test metrics of the selected model.
-  summary["best"] = {"round": best.get("epoch"), "valid": {k[len("valid/"):]: v for k, v in
-                                                         best.items() if k.startswith("valid/")},
-                     "test": summary["test"],
-                     "eval_users": {"test": len(trainer.eval_users(schedule.test_users,
-                                                                   schedule.seed + 1))}}
   return summary
 
 
