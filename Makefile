@@ -7,7 +7,7 @@ export CUDA_VISIBLE_DEVICES :=
 export TF_CPP_MIN_LOG_LEVEL := 3
 export JAX_PLATFORMS := cpu
 
-.PHONY: demo test install install-test
+.PHONY: demo test test-slow install install-test
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,4 +28,8 @@ demo: install
 	$(BIN)/python -m llmrec_jax.demo
 
 test: install-test
-	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile -m "not slow" tests
+
+# The checks that take minutes each (the demo's quality, the notebook in a fresh process).
+test-slow: install-test
+	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile -m slow tests

@@ -122,6 +122,7 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
       data_dirs=[run_data.absolute_data_dir(d) for d in data_dirs] if catalogues else [],
       gen_size=gen_size, text_len=text_len, keep_case=id_assignment.keep_case,
       trie_softmax=stream.trie_softmax, stream_seed=stream.seed,
+      extractive=id_assignment.extractive, initial_ids=initial_ids,
   ).save(model_dir)
   cache_key = _setup_key(data_dir=data_dir, initial_ids=initial_ids, gen_size=gen_size,
                          bootstrap_steps=bootstrap_steps, seed=schedule.seed, text_len=text_len,
@@ -267,7 +268,8 @@ def _assigner(gen_config, tokenizer, data, texts, leaky_user_ids: bool, batch_si
   return idgenrec.GeneratorAssigner(
       gen_config, tokenizer, data, texts, leaky_user_ids=leaky_user_ids,
       options=idgenrec.GeneratorOptions(batch_size=batch_size, max_input_tokens=text_len,
-                                        hf_semantics=assignment.group_search),
+                                        hf_semantics=assignment.group_search,
+                                        extractive=assignment.extractive),
       bootstrap_steps=bootstrap_steps, assignment=assignment)
 
 

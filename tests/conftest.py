@@ -41,6 +41,11 @@ LONGEST_FILES = ("demo_quality_test.py", "alternating_test.py", "demo_test.py", 
                  "stream_id_phase_test.py", "id_phase_test.py", "stream_training_test.py")
 
 
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: minutes of CPU; `make test` deselects them (-m 'not slow'), `make test-slow` runs them")
+
+
 def pytest_collection_modifyitems(session, config, items):
   """Moves the tests of `LONGEST_FILES` to the front, in that order (stable otherwise)."""
   del session, config

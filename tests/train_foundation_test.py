@@ -111,3 +111,9 @@ def test_a_dataset_folder_outside_the_repository_trains_and_evaluates_with_data_
     assert out["test"][k] == pytest.approx(summary["best"]["test"][k], abs=1e-9)
   with open(os.path.join(model_dir, "results.json"), encoding="utf-8") as f:
     assert json.load(f)["dataset"] == "my_shop"   # the folder's name
+  # A title-ID run has no generator: an unseen catalogue gets title IDs by the same rule.
+  dir_c, c = _catalogue(tmp_path, "other_shop", 20, 24, 4)
+  zero = eval_lib.evaluate(model_dir=model_dir, data_dir=dir_c, batch_size=64)
+  assert zero["zero_shot"] is True and zero["id_stats"]["scheme"] == "title"
+  assert zero["test"]["users"] == c.num_users
+  assert zero["id_stats"]["unique"] == zero["id_stats"]["items"] == c.num_items

@@ -121,7 +121,14 @@ def test_slurm_script_passes_multihost_flags(tmp_path):
   assert missing.returncode != 0 and "MODEL_DIR" in missing.stderr
 
 
-def test_colab_notebook_is_valid_and_runs(tmp_path):
+def test_colab_notebook_is_valid(tmp_path):
+  del tmp_path
+  _notebook_code()
+
+
+def _notebook_code() -> list[str]:
+  """The notebook's code cells, after checking it is a valid, output-free nbformat-4 notebook
+  whose training command is the tiny config's."""
   nb = json.loads((LAUNCH / "colab_quickstart.ipynb").read_text())
   assert nb["nbformat"] == 4 and isinstance(nb["nbformat_minor"], int)
   assert nb["metadata"]["kernelspec"]["language"] == "python"
@@ -138,6 +145,12 @@ def test_colab_notebook_is_valid_and_runs(tmp_path):
   assert train_lines == ['TRAIN_CMD = "python -m llmrec_jax.train --gin_file=idgenrec_tiny.gin"']
   assert [l for c in code for l in c.splitlines() if l.startswith("OVERRIDES = ")] == [
       'OVERRIDES = []  # more --gin.NAME=VALUE flags, e.g. ["--gin.ROUNDS=1"]']
+  return code
+
+
+@pytest.mark.slow  # a fresh Python process trains (about a minute): `make test-slow`
+def test_colab_notebook_runs(tmp_path):
+  code = _notebook_code()
   # Script = the code cells without shell magics (the install), run as they are: the real
   # training command at a tiny size (OVERRIDES), then the real plot cell.
   # (No generator at this size: sequential IDs. demo_test runs the generator's whole schedule.)

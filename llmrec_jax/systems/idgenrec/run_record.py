@@ -46,6 +46,10 @@ class RunRecord:
     gen_size, text_len, keep_case: the ID generator's size name, its input tokens per item and
       whether its IDs keep case: what writing IDs for a new catalogue (zero-shot) needs.
     trie_softmax: the decoder-only recommender's distribution (`DecoderOnlyModel`).
+    initial_ids: the run's first item IDs (`train.initial_ids`): a title-ID run writes the IDs
+      of a new catalogue by the same rule (zero-shot without a generator).
+    extractive: the generator writes IDs from the item's own text pieces only
+      (`uniqueness.IdAssignment.extractive`).
     stream_seed: the decoder-only run's `StreamSchedule.seed` (its validation and test users are
       sampled with it and it + 1).
     schema_version: the file's layout; `SCHEMA_VERSION` is the one this code writes and reads.
@@ -68,6 +72,8 @@ class RunRecord:
   keep_case: bool = False
   trie_softmax: bool = True
   stream_seed: int = 0
+  extractive: bool = False
+  initial_ids: str = "bootstrap"
   schema_version: int = SCHEMA_VERSION
 
   def __post_init__(self):
@@ -108,7 +114,8 @@ _FIELDS = {f.name: _TYPES[f.type] for f in dataclasses.fields(RunRecord)}
 # What a record written before these fields existed meant: the runs of those versions.
 _ADDED_IN_VERSION_1 = {"truncation": "drop_oldest", "rec_form": "encoder_decoder", "data_dirs": [],
                        "gen_size": "t5_tiny", "text_len": 64, "keep_case": False,
-                       "trie_softmax": True, "stream_seed": 0}
+                       "trie_softmax": True, "stream_seed": 0,
+                       "extractive": False, "initial_ids": "bootstrap"}
 
 
 def _check_fields(fields: dict[str, Any], where: str) -> None:

@@ -152,7 +152,7 @@ def generator_checkpoint(model_dir: str, run: RunRecord) -> str:
     if step is not None:
       return orbax_t5x.step_dir(root, step)
   raise FileNotFoundError(
-      f"zero-shot needs a generator: this run used fixed IDs (initial_ids other than 'bootstrap', "
+      f"zero-shot needs a generator (or the title rule of a title-ID run): this run used fixed IDs (initial_ids other than 'bootstrap' and 'title', "
       f"no ID phases) or a gen_checkpoint it did not copy, so {model_dir} holds neither "
       f"{layout.GENERATOR}/ nor {layout.BOOTSTRAP}/; evaluate it on its own dataset(s) "
       f"({', '.join(training_dirs(run))}), or train with initial_ids='bootstrap'")
@@ -171,11 +171,14 @@ def restore_generator(model_dir: str, run: RunRecord) -> tuple[T5Config, Any, st
 def _zero_shot(r: StreamRun, data: RecData, data_dir: str, write_ids: bool) -> Catalogue:
   """Unique IDs for the items of an unseen catalogue from the run's generator (item texts and
   `text_len` as training's), encoded with the run's tokenizer; read back from
-  MODEL_DIR/zero_shot/<dataset>/ when that generator wrote them for these items before."""
+  MODEL_DIR/zero_shot/<dataset>/ when that generator wrote them for these items before. A run
+  of fixed title IDs without a generator writes them by its own rule (`_zero_shot_titles`)."""
   idgenrec.check_item_text(data, data_dir, "bootstrap")  # no items.jsonl: fails naming it
+  if r.run.initial_ids == "title" and not _has_generator(r.model_dir):
+    return _zero_shot_titles(r, data, data_dir, write_ids)
   texts = idgenrec.item_texts(data)  # the generator's input
   key = {"generator": generator_checkpoint(r.model_dir, r.run), "data_dir": data_dir,
-         "text_len": r.run.text_len, "keep_case": r.run.keep_case,
+         "text_len": r.run.text_len, "keep_case": r.run.keep_case, "extractive": r.run.extractive,
          "items": hashlib.sha1(json.dumps([data.item_ids, texts]).encode()).hexdigest()}
   folder = os.path.join(r.model_dir, ZERO_SHOT_DIR, data.name)
   saved = _saved_ids(folder, key)
@@ -185,13 +188,33 @@ def _zero_shot(r: StreamRun, data: RecData, data_dir: str, write_ids: bool) -> C
     config, gen_params, _ = restore_generator(r.model_dir, r.run)
     assigner = idgenrec.GeneratorAssigner(
         config, r.tokenizer, data, texts, progress=False,
-        options=idgenrec.GeneratorOptions(max_input_tokens=r.run.text_len),
+        options=idgenrec.GeneratorOptions(max_input_tokens=r.run.text_len,
+                                          extractive=r.run.extractive),
         assignment=uniqueness.IdAssignment(keep_case=r.run.keep_case))
     assigner.check_words = False  # its stats below say how much of the item text the IDs use
     ids = assigner.item_ids(gen_params)
     stats = {**assigner.stats["items"], "generator": key["generator"]}
     if write_ids:
       stats["ids_file"] = _write_ids(folder, key, data.item_ids, ids, stats)
+  return Catalogue(data, data_dir, [list(r.tokenizer.encode(t)) for t in ids], ids,
+                   zero_shot=True, id_stats=stats)
+
+
+def _has_generator(model_dir: str) -> bool:
+  return any(orbax_t5x.latest_step(root) is not None
+             for root in (layout.generator_root(model_dir), layout.bootstrap_root(model_dir)))
+
+
+def _zero_shot_titles(r: StreamRun, data: RecData, data_dir: str, write_ids: bool) -> Catalogue:
+  """A title-ID run's IDs for an unseen catalogue: the same rule (`id_schemes` 'title': the
+  title's first words, case as the run's, made unique under the run's tokenizer)."""
+  ids = idgenrec.fixed_item_ids("title", data, data_dir, encode=r.tokenizer.encode,
+                                keep_case=r.run.keep_case)
+  stats = {"scheme": "title", "items": len(ids), "unique": len(set(ids))}
+  if write_ids:
+    key = {"scheme": "title", "data_dir": data_dir, "keep_case": r.run.keep_case}
+    stats["ids_file"] = _write_ids(os.path.join(r.model_dir, ZERO_SHOT_DIR, data.name), key,
+                                   data.item_ids, ids, stats)
   return Catalogue(data, data_dir, [list(r.tokenizer.encode(t)) for t in ids], ids,
                    zero_shot=True, id_stats=stats)
 
