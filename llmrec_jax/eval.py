@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -40,12 +40,17 @@ from llmrec_jax.systems.idgenrec import inference, stream_inference
 def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: Optional[int] = None,
              exclude_seen: bool = False, batch_size: int = 32,
              decode: evaluation.DecodeOptions = evaluation.DecodeOptions(),
-             data_dir: Optional[str] = None) -> dict:
+             data_dir: Optional[str] = None, splits: Sequence[str] = ("valid", "test")) -> dict:
+  """`splits`: 'valid', 'test' or both (a zero-shot test of every user need not decode every
+  user twice)."""
   model_dir = os.path.abspath(model_dir)
+  bad = set(splits) - {"valid", "test"}
+  if bad or not splits:
+    raise ValueError(f"evaluate.splits={list(splits)!r}: use 'valid' and/or 'test'")
   if stream_inference.is_decoder_only(model_dir):
     return _evaluate_stream(model_dir, step=step, max_eval_examples=max_eval_examples,
                             exclude_seen=exclude_seen, batch_size=batch_size, decode=decode,
-                            data_dir=data_dir)
+                            data_dir=data_dir, splits=splits)
   r = inference.restore(model_dir, step=step, data_dir=data_dir)
   split = splits_lib.leave_one_out(r.data, max_his=r.run.max_his)
   batcher = prompt_batches.PromptBatcher(
@@ -60,6 +65,8 @@ def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: O
                         exclude_seen_of=r.data.sequences if exclude_seen else None), batch_size)
   out = {"model_dir": model_dir, "step": r.step}
   for name in ("valid", "test"):
+    if name not in splits:
+      continue
     sp = split[name]
     n = sp.num_examples if max_eval_examples is None else min(max_eval_examples, sp.num_examples)
     rows = batcher.by_history_length(sp, np.arange(n))  # shortest history first, as training's
@@ -69,7 +76,7 @@ def evaluate(*, model_dir: str, step: Optional[int] = None, max_eval_examples: O
 
 def _evaluate_stream(model_dir: str, *, step: Optional[int], max_eval_examples: Optional[int],
                      exclude_seen: bool, batch_size: int, decode: evaluation.DecodeOptions,
-                     data_dir: Optional[str]) -> dict:
+                     data_dir: Optional[str], splits: Sequence[str]) -> dict:
   """A decoder-only run on the catalogue of `data_dir` (see the module doc)."""
   if exclude_seen:
     raise ValueError("exclude_seen: a decoder-only run is evaluated as it was trained and tested, "
@@ -77,7 +84,8 @@ def _evaluate_stream(model_dir: str, *, step: Optional[int], max_eval_examples: 
   r = stream_inference.restore(model_dir, step=step)
   cat = stream_inference.catalogue(r, data_dir)
   metrics = stream_inference.evaluate(r, cat, max_eval_examples=max_eval_examples,
-                                      batch_size=batch_size, num_beams=decode.num_beams)
+                                      batch_size=batch_size, num_beams=decode.num_beams,
+                                      split_names=splits)
   out = {"model_dir": model_dir, "step": r.step, "rec_form": "decoder_only",
          "data_dir": cat.data_dir, "dataset": cat.data.name, "zero_shot": cat.zero_shot,
          "items": cat.data.num_items, **metrics}

@@ -255,8 +255,9 @@ def _trie(r: StreamRun, cat: Catalogue):
 
 
 def evaluate(r: StreamRun, cat: Catalogue, *, max_eval_examples: Optional[int] = None,
-             batch_size: int = 256, num_beams: int = 10) -> dict[str, Any]:
-  """HR@5/10 and NDCG@5/10 on 'valid' and 'test' over `cat` alone (`StreamTrainer.evaluate`):
+             batch_size: int = 256, num_beams: int = 10,
+             split_names: Sequence[str] = ("valid", "test")) -> dict[str, Any]:
+  """HR@5/10 and NDCG@5/10 on `split_names` ('valid', 'test' or both) over `cat` alone (`StreamTrainer.evaluate`):
   every user, or `max_eval_examples` of them drawn as the trainer draws its samples (valid:
   the run's seed, test: seed + 1)."""
   trie = _trie(r, cat)
@@ -265,6 +266,8 @@ def evaluate(r: StreamRun, cat: Catalogue, *, max_eval_examples: Optional[int] =
                                    batch_size)
   out = {}
   for split, seed in (("valid", r.run.stream_seed), ("test", r.run.stream_seed + 1)):
+    if split not in split_names:
+      continue
     users = stream_training.sample_users(cat.data.num_users, max_eval_examples, seed)
     held_out = splits.held_out_split(cat.data.sequences, split, max_his=r.run.max_his)
     metrics = evaluator.evaluate_split(ranker, evaluator.HeldOut(split, held_out, users),
