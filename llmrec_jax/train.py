@@ -106,8 +106,8 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
   if on_start is not None:
     on_start(model_dir)
   data, texts, catalogues = run_data.load_data(data_dirs, synthetic_users=synthetic_users,
-                                       synthetic_items=synthetic_items, seed=schedule.seed,
-                                       initial_ids=initial_ids)
+                                               synthetic_items=synthetic_items, seed=schedule.seed,
+                                               initial_ids=initial_ids)
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
   tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
                                      initial_ids=initial_ids, item_texts=texts,

@@ -26,6 +26,22 @@ def _refuse(cls: str, field: str, value: Any, why: str) -> None:
   raise ValueError(f"{cls}.{field}={value!r} is not supported here: {why}")
 
 
+def _refuse_any(config: Any, refused: dict[str, tuple[bool, str]]) -> None:
+  """`_refuse` the first field of `config` whose (bad, why) says it is set to what we cannot honour."""
+  for field, (bad, why) in refused.items():
+    if bad:
+      _refuse(type(config).__name__, field, getattr(config, field), why)
+
+
+def _one_checkpointer(config: Any, done: str) -> dict[str, tuple[bool, str]]:
+  """The T5X fields both configs share that name another checkpointer or state transformation."""
+  one = "checkpoints.orbax_t5x.CheckpointManager is the only checkpointer"
+  return {"checkpointer_cls": (config.checkpointer_cls is not None, one),
+          "checkpoint_manager_cls": (config.checkpoint_manager_cls is not None, one),
+          "state_transformation_fns": (bool(tuple(config.state_transformation_fns)),
+                                       f"the state is {done} as it is")}
+
+
 @dataclasses.dataclass(frozen=True)
 class SaveCheckpointConfig:
   """How training saves checkpoints (`MODEL_DIR/checkpoint_<step>`, T5X's Orbax layout).
@@ -56,19 +72,12 @@ class SaveCheckpointConfig:
       value = getattr(self, field)
       if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name}.{field} must be None or an int >= 1, got {value!r}")
-    if self.save_dataset:
-      _refuse(name, "save_dataset", True, "the data stream is seeded and replayed to the restored "
-              "step; no dataset iterator checkpoint is written")
-    if self.keep_dataset_checkpoints is not None:
-      _refuse(name, "keep_dataset_checkpoints", self.keep_dataset_checkpoints,
-              "no dataset checkpoints are written")
-    for field in ("checkpointer_cls", "checkpoint_manager_cls"):
-      if getattr(self, field) is not None:
-        _refuse(name, field, getattr(self, field), "checkpoints.orbax_t5x.CheckpointManager is the "
-                "only checkpointer")
-    if tuple(self.state_transformation_fns):
-      _refuse(name, "state_transformation_fns", self.state_transformation_fns,
-              "the state is saved as it is")
+    _refuse_any(self, {
+        "save_dataset": (self.save_dataset, "the data stream is seeded and replayed to the "
+                         "restored step; no dataset iterator checkpoint is written"),
+        "keep_dataset_checkpoints": (self.keep_dataset_checkpoints is not None,
+                                     "no dataset checkpoints are written"),
+        **_one_checkpointer(self, "saved")})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,24 +113,16 @@ class RestoreCheckpointConfig:
     name = type(self).__name__
     if self.mode not in RESTORE_MODES:
       raise ValueError(f"{name}.mode must be one of {RESTORE_MODES}, got {self.mode!r}")
-    paths = [self.path] if isinstance(self.path, str) else list(self.path)
-    if not all(isinstance(p, str) and p for p in paths):
+    if not all(isinstance(p, str) and p for p in self.paths):
       raise ValueError(f"{name}.path must be a path or a sequence of paths ([]: nothing to "
                        f"restore), got {self.path!r}")
     if self.dtype not in (None, "float32"):
       _refuse(name, "dtype", self.dtype, "the model trains in float32; restore None or 'float32'")
-    refused = {"assignment_map": (self.assignment_map is not None, "parameters are restored by "
-                                  "their own names"),
-               "fallback_to_scratch": (self.fallback_to_scratch, "every parameter must be in the "
-                                       "checkpoint"),
-               "restore_dataset": (self.restore_dataset, "no dataset checkpoints are written"),
-               "checkpointer_cls": (self.checkpointer_cls is not None, "one checkpointer"),
-               "checkpoint_manager_cls": (self.checkpoint_manager_cls is not None, "one checkpointer"),
-               "state_transformation_fns": (bool(tuple(self.state_transformation_fns)),
-                                            "the state is restored as saved")}
-    for field, (bad, why) in refused.items():
-      if bad:
-        _refuse(name, field, getattr(self, field), why)
+    _refuse_any(self, {
+        "assignment_map": (self.assignment_map is not None, "parameters are restored by their own names"),
+        "fallback_to_scratch": (self.fallback_to_scratch, "every parameter must be in the checkpoint"),
+        "restore_dataset": (self.restore_dataset, "no dataset checkpoints are written"),
+        **_one_checkpointer(self, "restored")})
 
   @property
   def paths(self) -> list[str]:
