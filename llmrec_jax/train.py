@@ -31,6 +31,7 @@ from llmrec_jax.indexing import text_tokens, uniqueness
 from llmrec_jax.systems.idgenrec import alternating, id_phase, components as idgenrec
 from llmrec_jax.systems.idgenrec import bootstrap, run_record
 from llmrec_jax.systems.idgenrec import run_data, setup_cache, stream_id_phase, stream_run, stream_training
+from llmrec_jax.systems.semantic_ids import codes as semantic_codes, run as semantic_run
 from llmrec_jax.training import stopping, task_training
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
           stream: stream_training.StreamSchedule = stream_training.StreamSchedule(),
           stream_ids: stream_id_phase.StreamIdSchedule = stream_id_phase.StreamIdSchedule(),
           mixing_rate: mixtures.MixingRate = mixtures.MixingRate(),
+          semantic_ids: Optional[semantic_codes.SemanticIds] = None,
           train_dataset_cfg: Optional[DatasetConfig] = None, total_steps: Optional[int] = None,
           checkpoint_cfg: Optional[CheckpointConfig] = None,
           on_start=None) -> dict[str, Any]:
@@ -76,6 +78,10 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
   recommender and one generator over the union of their catalogues (`data.mixtures`), IDs unique
   across it, each epoch's users drawn by `mixing_rate` (SeqIO's examples-proportional rate, with
   temperature and cap), each dataset evaluated over its own catalogue.
+
+  `semantic_ids` (gin `semantic_ids.SemanticIds`, with `initial_ids='semantic'`): the items'
+  IDs are RQ-VAE codes of their embeddings (TIGER / LC-Rec; `systems.semantic_ids`), tokens of a
+  code vocabulary, and the whole-stream recommender trains on them.
 
   `partitioner` shards both train steps over its ('data', 'model') mesh (the gin files bind
   `partitioning.PjitPartitioner.num_partitions`, as T5X); None trains on the default device.
@@ -98,9 +104,13 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
             max_eval_examples=max_eval_examples, decode=decode))
   schedule, keep_checkpoints = _idgenrec_checkpoint_settings(checkpoint_cfg, total_steps, schedule,
                                                              keep_checkpoints, rec_form)
-  _check_rec_form(rec_form, stream_ids, initial_ids)
   data_dirs, vocab_path, template_set = run_data.resolve_paths(data_dir, vocab_path, template_set)
-  run_data.check_mixture(data_dirs, rec_form, initial_ids)
+  if semantic_ids is not None or initial_ids == "semantic":
+    semantic_run.check_settings(semantic_ids, rec_form=rec_form, data_dirs=data_dirs,
+                                initial_ids=initial_ids, rounds=stream_ids.rounds)
+  else:
+    _check_rec_form(rec_form, stream_ids, initial_ids)
+    run_data.check_mixture(data_dirs, rec_form, initial_ids)
   data_dir = data_dirs[0] if len(data_dirs) == 1 else data_dirs
   os.makedirs(model_dir, exist_ok=True)
   if on_start is not None:
@@ -109,9 +119,15 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
                                                synthetic_items=synthetic_items, seed=schedule.seed,
                                                initial_ids=initial_ids)
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
-  tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
-                                     initial_ids=initial_ids, item_texts=texts,
-                                     keep_case=id_assignment.keep_case)
+  writer, log_fn = _metric_logger(model_dir)
+  if semantic_ids is not None:   # the code vocabulary and every item's codes
+    tokenizer, item_ids, semantic_stats = semantic_run.semantic_item_ids(
+        data, semantic_ids, model_dir, data_dir, log_fn=log_fn)
+    vocab_size = tokenizer.vocab_size
+  else:
+    tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
+                                       initial_ids=initial_ids, item_texts=texts,
+                                       keep_case=id_assignment.keep_case)
   stream_form = rec_form == "decoder_only"
   run_record.RunRecord(  # what `eval` / `infer` rebuild the run from (DATA_DIR absolute)
       data_dir=run_data.absolute_data_dir(data_dirs[0]), rec_size=rec_size, vocab_size=vocab_size,
@@ -124,6 +140,11 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
       trie_softmax=stream.trie_softmax, stream_seed=stream.seed,
       extractive=id_assignment.extractive, initial_ids=initial_ids,
   ).save(model_dir)
+  if semantic_ids is not None:
+    summary = semantic_run.train_semantic(
+        data, tokenizer, item_ids, semantic_stats, model_dir=model_dir, rec_size=rec_size,
+        dropout_rate=dropout_rate, schedule=stream, log_fn=log_fn, partitioner=partitioner)
+    return _finish(model_dir, summary, writer, data.name, {}, None)
   cache_key = _setup_key(data_dir=data_dir, initial_ids=initial_ids, gen_size=gen_size,
                          bootstrap_steps=bootstrap_steps, seed=schedule.seed, text_len=text_len,
                          vocab_size=vocab_size, leaky_user_ids=leaky_user_ids, rec_form=rec_form,
@@ -143,7 +164,6 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
   item_ids, user_ids = _initial_ids(initial_ids, data, data_dir, assigner, gen_params, tokenizer,
                                     seed=schedule.seed, rec_form=rec_form, model_dir=model_dir,
                                     cache_key=cache_key, keep_case=id_assignment.keep_case)
-  writer, log_fn = _metric_logger(model_dir)
   if rec_form == "decoder_only":
     generator = None if stream_ids.rounds == 1 else (
         gen_model, gen_params, assigner.item_ids, text_tokens.encode_texts(texts, tokenizer, text_len))

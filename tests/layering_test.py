@@ -6,7 +6,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "llmrec_jax"
 SHARED = ("network", "models.py", "decoder_model.py", "losses.py", "model_sizes.py", "decoding", "data",
-          "training", "evaluation", "checkpoints", "partitioning.py", "indexing", "metrics")
+          "training", "evaluation", "checkpoints", "partitioning.py", "indexing", "metrics", "quantization")
 
 
 def _modules_imported(path: pathlib.Path) -> set[str]:

@@ -10,6 +10,9 @@ Leave-one-out (as `splits.leave_one_out`): training streams hold `seq[:-2]` (the
 `seq[:-2]`, test `seq[:-1]`). A prompt
 is the stream without its last EOS, left-padded: the decoder feeds that EOS as its first step.
 
+With `start_tokens` (one per stream or prompt, e.g. TIGER's hashed user token), each row starts
+with its own token in place of START_ID.
+
 Batches are bucketed by stream length (padded to a multiple of `multiple`) with a fixed token
 budget per batch, so little compute goes to padding, and the order of users and batches is drawn
 anew every epoch from (seed, epoch). With `TrieChoices`, a batch also lists the positions where
@@ -84,8 +87,8 @@ def padded_length(n: int, multiple: int) -> int:
 def epoch_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, seed: int, epoch: int,
                   multiple: int = 16, max_len: int | None = None,
                   choices: TrieChoices | None = None,
-                  node_streams: Sequence[np.ndarray] | None = None, row_multiple: int = 1
-                  ) -> Iterator[dict[str, np.ndarray]]:
+                  node_streams: Sequence[np.ndarray] | None = None, row_multiple: int = 1,
+                  start_tokens: np.ndarray | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Training batches of one epoch: every stream once, bucketed by padded length.
 
   Each batch has `tokens_per_batch // L` rows of length L, rounded down to a multiple of
@@ -94,7 +97,8 @@ def epoch_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, seed:
   Keys (T5X decoder-only names): `decoder_input_tokens` (start token + stream shifted right),
   `decoder_target_tokens`, `decoder_loss_weights` (1 at real targets), all [B, L]; with
   `choices` and the users' `node_streams` (`TrieChoices.streams`), also the `branch_*` keys
-  and `num_items` of `DecoderOnlyModel.trie_loss`.
+  and `num_items` of `DecoderOnlyModel.trie_loss`. `start_tokens`: int32 [len(streams)], each
+  stream's token at input position 0 (None: START_ID for all).
   """
   rng = np.random.default_rng([seed, epoch])
   batches = []
@@ -104,7 +108,8 @@ def epoch_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, seed:
   for b in rng.permutation(len(batches)):
     length, users, rows = batches[b]
     yield make_batch([streams[u][-length:] for u in users], length, rows, choices,
-                     None if choices is None else [node_streams[u][-length:] for u in users])
+                     None if choices is None else [node_streams[u][-length:] for u in users],
+                     None if start_tokens is None else np.asarray(start_tokens)[users])
 
 
 def rows_per_batch(tokens_per_batch: int, length: int, row_multiple: int = 1) -> int:
@@ -133,9 +138,11 @@ def num_batches(streams: Sequence[np.ndarray], *, tokens_per_batch: int, multipl
 
 def make_batch(streams: Sequence[np.ndarray], length: int, num_rows: int,
                choices: TrieChoices | None = None,
-               node_streams: Sequence[np.ndarray] | None = None) -> dict[str, np.ndarray]:
-  """One batch of these streams in this order ([num_rows, length], see `epoch_batches`)."""
-  batch = _train_batch(list(streams), num_rows, length)
+               node_streams: Sequence[np.ndarray] | None = None,
+               start_tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """One batch of these streams in this order ([num_rows, length], see `epoch_batches`); row r
+  starts with `start_tokens[r]` (empty filler rows, and all rows without them, with START_ID)."""
+  batch = _train_batch(list(streams), num_rows, length, start_tokens)
   if choices is not None:
     batch.update(_branch_keys(choices, list(node_streams), batch["decoder_target_tokens"]))
   return batch
@@ -161,22 +168,29 @@ def _branch_keys(choices: TrieChoices, node_rows: list[np.ndarray], targets_BxL:
           "num_items": np.float32(np.sum(targets_BxL == choices.eos_id))}
 
 
-def _train_batch(rows: list[np.ndarray], num_rows: int, length: int) -> dict[str, np.ndarray]:
+def _train_batch(rows: list[np.ndarray], num_rows: int, length: int,
+                 start_tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
   targets = np.zeros((num_rows, length), np.int32)
   for r, s in enumerate(rows):
     targets[r, :s.size] = s
   inputs = np.zeros_like(targets)
   inputs[:, 1:] = targets[:, :-1]
   inputs[:, 0] = START_ID
+  if start_tokens is not None:
+    inputs[:len(rows), 0] = start_tokens
   return {"decoder_input_tokens": inputs, "decoder_target_tokens": targets,
           "decoder_loss_weights": (targets > 0).astype(np.float32)}
 
 
 def prompt_batch(histories: Sequence[np.ndarray], item_tokens: Sequence[Sequence[int]], *,
-                 eos_id: int, multiple: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                 eos_id: int, multiple: int = 16, start_tokens: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
   """Left-padded prompts `START id(h1) EOS ... id(hn)` (no final EOS) and their valid mask,
-  [B, P] with P the longest prompt rounded up to `multiple`."""
-  prompts = [np.concatenate([[START_ID], user_stream(h, item_tokens, eos_id)[:-1]]) for h in histories]
+  [B, P] with P the longest prompt rounded up to `multiple`; START is `start_tokens[b]` when
+  given (int32 [B]), else START_ID."""
+  starts = [START_ID] * len(histories) if start_tokens is None else [int(t) for t in start_tokens]
+  prompts = [np.concatenate([[start], user_stream(h, item_tokens, eos_id)[:-1]])
+             for start, h in zip(starts, histories, strict=True)]
   length = padded_length(max(p.size for p in prompts), multiple)
   tokens = np.zeros((len(prompts), length), np.int32)
   valid = np.zeros((len(prompts), length), np.bool_)

@@ -160,16 +160,19 @@ class PromptRanker:
 
 def decode_stream_topk(topk_fn: Callable[..., Any], params: Any, trie_arrays: Any,
                        histories: Sequence[np.ndarray], item_tokens: Sequence[Sequence[int]], *,
-                       eos_id: int, batch_size: int, desc: str = "decode") -> np.ndarray:
+                       eos_id: int, batch_size: int, desc: str = "decode",
+                       start_tokens: Optional[np.ndarray] = None) -> np.ndarray:
   """Top-K items [U, K] of each history under a decoder-only `topk_fn(params, prompt, valid,
   trie_arrays)` (users ordered by prompt length inside, so each batch is cut to its own longest
-  prompt; the result is in the input order)."""
+  prompt; the result is in the input order). `start_tokens`: int32 [U], each prompt's first
+  token (None: `item_streams.START_ID`)."""
   order = np.argsort(item_streams.prompt_lengths(histories, item_tokens), kind="stable")
   out = []
   for start in tqdm.trange(0, len(order), batch_size, desc=desc, leave=False):
     rows = order[start:start + batch_size]
-    prompt, valid = item_streams.prompt_batch([histories[r] for r in rows], item_tokens,
-                                              eos_id=eos_id, multiple=32)
+    prompt, valid = item_streams.prompt_batch(
+        [histories[r] for r in rows], item_tokens, eos_id=eos_id, multiple=32,
+        start_tokens=None if start_tokens is None else np.asarray(start_tokens)[rows])
     pad = batch_size - len(rows)
     if pad:  # fixed batch shape; pad rows hold one valid start token
       prompt = np.pad(prompt, ((0, pad), (0, 0)))
@@ -194,6 +197,8 @@ class StreamRanker:
     item_tokens: ID tokens (without EOS) per item index: the prompts' vocabulary.
     eos_id: the token after every item of a stream.
     batch_size: users per decoding batch.
+    start_tokens_U: optional int32 [num_users]: each user's prompt start token, indexed by the
+      examples' user index (`HeldOut.users`); None: `item_streams.START_ID` for all.
   """
   topk_fn: Callable[..., Any]
   params: Any
@@ -201,8 +206,11 @@ class StreamRanker:
   item_tokens: Sequence[Sequence[int]]
   eos_id: int
   batch_size: int
+  start_tokens_U: Optional[np.ndarray] = None
 
   def topk(self, examples: evaluator.HeldOut) -> np.ndarray:
+    starts = self.start_tokens_U
+    starts = None if starts is None else np.asarray(starts)[examples.users]
     return decode_stream_topk(self.topk_fn, self.params, self.trie.arrays, examples.histories(),
                               self.item_tokens, eos_id=self.eos_id, batch_size=self.batch_size,
-                              desc=examples.name)
+                              desc=examples.name, start_tokens=starts)

@@ -65,6 +65,16 @@ MODELS = {
     "ids_title": Model("generative", ("ablations/ids_title.gin",), "T5 + title IDs (ours)", needs_titles=True),
     "ids_reference": Model("generative", ("ablations/ids_reference.gin",), "T5 + reference IDs (ours)"),
     "ids_learned": Model("generative", ("ablations/ids_learned.gin",), "IDGenRec learned IDs (ours)"),
+    # Semantic IDs (RQ-VAE codes): TIGER's extra level or LC-Rec's uniform mapping, of GloVe text
+    # vectors or a SASRec's item table.
+    "sid_tiger_glove": Model("generative", ("semantic_ids/tiger.gin",),
+                             "Semantic IDs, TIGER-style, GloVe (ours)", needs_titles=True),
+    "sid_lcrec_glove": Model("generative", ("semantic_ids/lcrec.gin",),
+                             "Semantic IDs, LC-Rec-style, GloVe (ours)", needs_titles=True),
+    "sid_tiger_sasrec": Model("generative", ("semantic_ids/tiger_sasrec.gin",),
+                              "Semantic IDs, TIGER-style, SASRec embeddings (ours)"),
+    "sid_lcrec_sasrec": Model("generative", ("semantic_ids/lcrec_sasrec.gin",),
+                              "Semantic IDs, LC-Rec-style, SASRec embeddings (ours)"),
 }
 
 

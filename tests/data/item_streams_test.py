@@ -136,3 +136,63 @@ def test_row_multiple_rounds_rows_down_to_a_multiple():
     for b in batches:
       rows, length = b["decoder_target_tokens"].shape
       assert rows % 4 == 0 and rows == max(4, tokens // length // 4 * 4)
+
+
+def _assert_same_batches(a_batches, b_batches):
+  assert len(a_batches) == len(b_batches)
+  for a, b in zip(a_batches, b_batches):
+    assert a.keys() == b.keys()
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+      assert np.asarray(a[k]).dtype == np.asarray(b[k]).dtype
+
+
+def test_all_zero_start_tokens_give_the_default_batches_and_prompts():
+  seqs = _sequences()
+  trie = trie_lib.ItemTrie.from_sequences([t + [1] for t in ITEM_TOKENS], eos_id=1)
+  choices = item_streams.TrieChoices(*trie.choice_nodes(), trie.token_ids)
+  streams = item_streams.train_streams(seqs, ITEM_TOKENS, max_items=20, eos_id=1)
+  zeros = np.zeros(len(streams), np.int32)
+  for kw in ({}, {"choices": choices, "node_streams": choices.streams(seqs, 20)}):
+    plain = list(item_streams.epoch_batches(streams, tokens_per_batch=64, seed=0, epoch=1,
+                                            multiple=8, **kw))
+    _assert_same_batches(plain, list(item_streams.epoch_batches(
+        streams, tokens_per_batch=64, seed=0, epoch=1, multiple=8, start_tokens=zeros, **kw)))
+  hist = [s[:-1] for s in seqs[:5]]
+  for a, b in zip(item_streams.prompt_batch(hist, ITEM_TOKENS, eos_id=1, multiple=8),
+                  item_streams.prompt_batch(hist, ITEM_TOKENS, eos_id=1, multiple=8,
+                                            start_tokens=np.zeros(5, np.int32))):
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == b.dtype
+
+
+def test_each_start_token_lands_at_its_own_rows_first_input_only():
+  streams = item_streams.train_streams(_sequences(), ITEM_TOKENS, max_items=20, eos_id=1)
+  starts = 100 + np.arange(len(streams), dtype=np.int32)   # stream u starts with 100 + u
+  plain = _epoch(streams, seed=0, epoch=0)
+  given = list(item_streams.epoch_batches(streams, tokens_per_batch=64, seed=0, epoch=0,
+                                          multiple=8, start_tokens=starts))
+  assert len(plain) == len(given)
+  seen = []
+  for a, b in zip(plain, given):
+    for k in ("decoder_target_tokens", "decoder_loss_weights"):
+      np.testing.assert_array_equal(a[k], b[k])
+    np.testing.assert_array_equal(a["decoder_input_tokens"][:, 1:], b["decoder_input_tokens"][:, 1:])
+    for target, first in zip(b["decoder_target_tokens"], b["decoder_input_tokens"][:, 0]):
+      if not target.any():   # an empty filler row
+        assert first == item_streams.START_ID
+        continue
+      u = int(first) - 100
+      np.testing.assert_array_equal(target[target > 0], streams[u][-target.size:])
+      seen.append(u)
+  assert sorted(seen) == list(range(len(streams)))   # every stream once, with its own token
+
+  hist = [np.array([2, 0], np.int32), np.array([3], np.int32)]
+  plain_tokens, plain_valid = item_streams.prompt_batch(hist, ITEM_TOKENS, eos_id=1, multiple=8)
+  tokens, valid = item_streams.prompt_batch(hist, ITEM_TOKENS, eos_id=1, multiple=8,
+                                            start_tokens=np.array([7, 9], np.int32))
+  np.testing.assert_array_equal(valid, plain_valid)
+  first = valid.argmax(axis=1)
+  np.testing.assert_array_equal(tokens[[0, 1], first], [7, 9])
+  tokens[[0, 1], first] = item_streams.START_ID
+  np.testing.assert_array_equal(tokens, plain_tokens)

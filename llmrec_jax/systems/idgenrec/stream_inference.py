@@ -31,7 +31,7 @@ from llmrec_jax.checkpoints import layout, orbax_t5x
 from llmrec_jax.data import item_streams, splits
 from llmrec_jax.data.records import RecData
 from llmrec_jax.evaluation import evaluator, generative
-from llmrec_jax.indexing import text_tokens, uniqueness
+from llmrec_jax.indexing import code_tokens, text_tokens, uniqueness
 from llmrec_jax.indexing.item_tokens import ItemTokens
 from llmrec_jax.network import T5Config, decoder_only
 from llmrec_jax.systems.idgenrec import components as idgenrec, inference, stream_training
@@ -94,9 +94,20 @@ def restore(model_dir: str, step: Optional[int] = None) -> StreamRun:
       decoder_only.DecoderOnlyTransformer(dataclasses.replace(config, dropout_rate=0.0)),
       trie_softmax=run.trie_softmax)
   params = ocp.PyTreeCheckpointer().restore(os.path.join(path, "state"))["params"]
-  tokenizer = text_tokens.load_sentencepiece(os.path.join(model_dir, VOCAB_FILE))
+  tokenizer = _tokenizer(model_dir, run)
   return StreamRun(model_dir, run, model, params, tokenizer,
                    [list(t) for t in meta["item_tokens"]], step, path)
+
+
+def _tokenizer(model_dir: str, run: RunRecord):
+  """The run's SentencePiece model, or the code vocabulary of a semantic-ID run."""
+  if run.initial_ids != "semantic":
+    return text_tokens.load_sentencepiece(os.path.join(model_dir, VOCAB_FILE))
+  vocab = code_tokens.CodeVocabulary.load(model_dir)
+  if vocab.user_tokens:
+    raise ValueError(f"{model_dir}: eval / infer of a run with user tokens (SemanticIds.user_tokens="
+                     f"{vocab.user_tokens}) is not supported; its training run reports its test")
+  return vocab
 
 
 def training_dirs(run: RunRecord) -> list[str]:
@@ -173,6 +184,9 @@ def _zero_shot(r: StreamRun, data: RecData, data_dir: str, write_ids: bool) -> C
   `text_len` as training's), encoded with the run's tokenizer; read back from
   MODEL_DIR/zero_shot/<dataset>/ when that generator wrote them for these items before. A run
   of fixed title IDs without a generator writes them by its own rule (`_zero_shot_titles`)."""
+  if r.run.initial_ids == "semantic":
+    raise ValueError(f"{data_dir} is not a dataset {r.model_dir} trained on: zero-shot needs the "
+                     "codes of an unseen catalogue, and a semantic-ID run keeps its own items' codes only")
   idgenrec.check_item_text(data, data_dir, "bootstrap")  # no items.jsonl: fails naming it
   if r.run.initial_ids == "title" and not _has_generator(r.model_dir):
     return _zero_shot_titles(r, data, data_dir, write_ids)

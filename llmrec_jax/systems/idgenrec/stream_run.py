@@ -16,11 +16,16 @@ from llmrec_jax.training import stopping
 def train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
                   dropout_rate: float, schedule: stream_training.StreamSchedule, model_dir: str,
                   log_fn, stream_ids: stream_id_phase.StreamIdSchedule,
-                  generator=None, mixture=None, partitioner=None) -> dict[str, Any]:
+                  generator=None, mixture=None, partitioner=None, user_tokens=None
+                  ) -> dict[str, Any]:
   """The decoder-only form: whole-stream training (alternating with ID phases when
   `generator` = (model, params, assign, item_text_NxL) is given), then the test; `mixture` =
   (catalogues, epoch -> users) trains on a mixture (`run_data.mixture`); `partitioner` shards the
-  train steps over its mesh."""
+  train steps over its mesh; `user_tokens` (int32 [num_users], each < vocab_size) start each
+  user's stream and prompts in place of the shared start token."""
+  if generator is not None and user_tokens is not None:
+    raise ValueError("user_tokens are not supported with ID phases (a generator): the ID phase's "
+                     "streams start with the shared start token")
   config = model_sizes.t5_config(rec_size, vocab_size=vocab_size, dropout_rate=dropout_rate)
   model = decoder_model.DecoderOnlyModel(decoder_only.DecoderOnlyTransformer(config),
                                          trie_softmax=schedule.trie_softmax)
@@ -31,7 +36,8 @@ def train_stream(item_ids, data, tokenizer, vocab_size: int, *, rec_size: str,
   trainer = stream_training.StreamTrainer(model, params, data.sequences, item_tokens, schedule,
                                           vocab_size=vocab_size, model_dir=model_dir,
                                           log_fn=log_fn, catalogues=catalogues,
-                                          epoch_users=epoch_users, partitioner=partitioner)
+                                          epoch_users=epoch_users, partitioner=partitioner,
+                                          user_tokens=user_tokens)
   runner = trainer
   if generator is not None:
     gen_model, gen_params, assign_items, text_NxL = generator

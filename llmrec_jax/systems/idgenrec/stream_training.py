@@ -7,7 +7,9 @@ per point in `metrics.jsonl`: validation HR/NDCG, per-item NLL, `minutes` of wal
 trainer was built, evaluation included, and `train_minutes` in train steps), keeps the
 parameters that were best on validation, and tests them on every user. Evaluation decodes the
 top K items under the item trie after each user's history (`evaluation.generative.StreamRanker`,
-full ranking, leave-one-out) and scores them with `evaluation.evaluator.evaluate_split`.
+full ranking, leave-one-out) and scores them with `evaluation.evaluator.evaluate_split`. With
+`user_tokens` (int32 [num_users], e.g. TIGER's hashed user token) every user's training stream
+and prompts start with its own token in place of `item_streams.START_ID`.
 
 A MIXTURE of datasets (`catalogues`: `data.mixtures.union`) trains on the union's streams, each
 epoch's users drawn by the mixture's rates (`epoch_users`: `mixtures.epoch_users`), and
@@ -138,13 +140,15 @@ class StreamTrainer:
                log_fn: Optional[Callable[[dict], None]] = None,
                catalogues: Sequence[mixtures.Catalogue] = (),
                epoch_users: Optional[Callable[[int], np.ndarray]] = None,
-               partitioner: Optional[partitioning.PjitPartitioner] = None):
+               partitioner: Optional[partitioning.PjitPartitioner] = None,
+               user_tokens: Optional[np.ndarray] = None):
     self.model, self.schedule, self.partitioner = model, schedule, partitioner
     # Rows per batch split evenly over the mesh's 'data' axis.
     self.row_multiple = 1 if partitioner is None else int(partitioner.mesh.shape["data"])
     self.catalogues, self.epoch_users = list(catalogues), epoch_users
     self._catalogue_search: dict[str, tuple] = {}
     self.sequences, self.vocab_size = list(sequences), vocab_size
+    self.user_tokens = None if user_tokens is None else np.asarray(user_tokens, np.int32)
     self.eos_id = model.eos_id
     self.set_item_tokens(item_tokens)
     total = schedule.epochs * self.steps_per_epoch
@@ -201,13 +205,14 @@ class StreamTrainer:
                                               max_decode_len=self.trie.max_len)
     self.steps_per_epoch = self.epoch_steps(0)  # new IDs: other stream lengths
 
-  def _epoch_streams(self, epoch: int) -> tuple[list, Optional[list]]:
-    """(streams, trie-node streams) of the epoch's users: all, or the mixture's draw."""
+  def _epoch_streams(self, epoch: int) -> tuple[list, Optional[list], Optional[np.ndarray]]:
+    """(streams, trie-node streams, start tokens) of the epoch's users: all, or a mixture's."""
     if self.epoch_users is None:
-      return self.streams, self.node_streams
+      return self.streams, self.node_streams, self.user_tokens
     users = self.epoch_users(epoch)
     nodes = None if self.node_streams is None else [self.node_streams[u] for u in users]
-    return [self.streams[u] for u in users], nodes
+    starts = None if self.user_tokens is None else self.user_tokens[np.asarray(users)]
+    return [self.streams[u] for u in users], nodes, starts
 
   def epoch_steps(self, epoch: int) -> int:
     """Train steps of `epoch` (the same for every epoch unless a mixture draws its users)."""
@@ -217,11 +222,11 @@ class StreamTrainer:
 
   def _batches(self, epoch: int):
     s = self.schedule
-    streams, node_streams = self._epoch_streams(epoch)
+    streams, node_streams, starts = self._epoch_streams(epoch)
     return item_streams.epoch_batches(streams, tokens_per_batch=s.tokens_per_batch,
                                       seed=s.seed, epoch=epoch, multiple=s.bucket_multiple,
                                       choices=self.choices, node_streams=node_streams,
-                                      row_multiple=self.row_multiple)
+                                      row_multiple=self.row_multiple, start_tokens=starts)
 
   def _aux(self) -> tuple:
     return (self.trie.arrays,) if self.model.trie_softmax else ()
@@ -245,7 +250,7 @@ class StreamTrainer:
       topk_fn = decoder_model.make_topk_fn(self.model, num_beams=self.schedule.num_beams,
                                            max_decode_len=trie.max_len)
     ranker = evaluation.StreamRanker(topk_fn, params, trie, tokens, self.eos_id,
-                                     self.schedule.eval_batch_size)
+                                     self.schedule.eval_batch_size, self.user_tokens)
     held_out = splits.held_out_split(self.sequences, split, max_his=self.schedule.max_items)
     metrics = evaluator.evaluate_split(ranker, evaluator.HeldOut(split, held_out, users), ks=(5, 10))
     return dict(metrics, users=len(users))
@@ -259,8 +264,9 @@ class StreamTrainer:
       cached = (tokens, trie, decoder_model.make_topk_fn(self.model, num_beams=self.schedule.num_beams,
                                                          max_decode_len=trie.max_len))
       self._catalogue_search[c.name] = cached
+    starts = None if self.user_tokens is None else self.user_tokens[c.user_start:c.user_stop]
     return evaluation.StreamRanker(cached[2], params, cached[1], tokens, self.eos_id,
-                                   self.schedule.eval_batch_size)
+                                   self.schedule.eval_batch_size, starts)
 
   def _evaluate_catalogues(self, split: str, users: np.ndarray, params: Any,
                            item_tokens: Optional[Sequence[Sequence[int]]]) -> dict[str, Any]:

@@ -218,12 +218,14 @@ def _batches(buckets_and_rows, inputs_UxL: np.ndarray, targets_UxL: np.ndarray, 
     yield batch
 
 
-def train_and_evaluate(data: RecData, model_config: sasrec.SASRecConfig, config: TrainConfig) -> dict:
+def train_and_evaluate(data: RecData, model_config: sasrec.SASRecConfig, config: TrainConfig, *,
+                       return_params: bool = False) -> dict:
   """Train SASRec on `data`, early-stop on valid NDCG@10, test the best parameters.
 
   Returns:
     {"valid": metrics, "test": metrics, "best_epoch", "epochs_run", "train_seconds", "history": [...]},
-    plus "valid_exclude_seen" / "test_exclude_seen" when `config.report_exclude_seen`.
+    plus "valid_exclude_seen" / "test_exclude_seen" when `config.report_exclude_seen`, and "params"
+    (the best parameters, numpy arrays on the host) when `return_params`.
   """
   t0 = time.monotonic()
   if model_config.num_items != data.num_items:
@@ -285,4 +287,6 @@ def train_and_evaluate(data: RecData, model_config: sasrec.SASRecConfig, config:
   if config.report_exclude_seen:
     for name in ("valid", "test"):
       out[f"{name}_exclude_seen"] = evaluate(best_params, name, exclude_seen=True)
+  if return_params:
+    out["params"] = best_params
   return out

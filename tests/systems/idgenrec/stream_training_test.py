@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from llmrec_jax import decoder_model
-from llmrec_jax.data import synthetic
+from llmrec_jax.data import item_streams, synthetic
 from llmrec_jax.network import T5Config, decoder_only
 from llmrec_jax.systems.idgenrec import stream_training
 from llmrec_jax.training import stopping
 
 
-def _trainer(model_dir, epochs=4, seed=0):
+def _trainer(model_dir, epochs=4, seed=0, **kw):
   data = synthetic.make_synthetic(num_users=80, num_items=30, seed=0)
   # Two-token IDs with shared first tokens: a trie with real choices at both levels.
   item_tokens = [[3 + i // 6, 10 + i % 6] for i in range(data.num_items)]
@@ -29,7 +29,7 @@ def _trainer(model_dir, epochs=4, seed=0):
   records = []
   trainer = stream_training.StreamTrainer(model, params, data.sequences, item_tokens, schedule,
                                           vocab_size=24, model_dir=model_dir,
-                                          log_fn=records.append)
+                                          log_fn=records.append, **kw)
   return trainer, records
 
 
@@ -86,3 +86,66 @@ def test_learns_and_selects_the_best_validated_parameters(tmp_path):
   top10 = np.argsort(-counts, kind="stable")[:10]
   pop_hit = np.mean([s[-1] in top10 for s in trainer.sequences])
   assert summary["test"]["hit@10"] > pop_hit
+
+
+def _user_tokens(num_users):
+  return (16 + np.arange(num_users) % 8).astype(np.int32)   # tokens 16..23: no item uses them
+
+
+def _started_rows(batches):
+  """Sorted (first input token, target stream) of every non-empty row."""
+  out = []
+  for b in batches:
+    for first, target in zip(b["decoder_input_tokens"][:, 0], b["decoder_target_tokens"]):
+      if target.any():
+        out.append((int(first), tuple(target[target > 0])))
+  return sorted(out)
+
+
+def test_all_zero_user_tokens_train_exactly_as_none():
+  plain, _ = _trainer(None)
+  zeros, _ = _trainer(None, user_tokens=np.zeros(len(plain.sequences), np.int32))
+  for a, b in zip(plain._batches(0), zeros._batches(0), strict=True):
+    assert a.keys() == b.keys()
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  assert plain.train_epoch() == zeros.train_epoch()
+  jax.tree_util.tree_map(np.testing.assert_array_equal, plain.state.params, zeros.state.params)
+
+
+def test_user_tokens_start_each_users_stream_and_prompt():
+  tokens_U = _user_tokens(80)
+  trainer, _ = _trainer(None, user_tokens=tokens_U)
+  expected = sorted((int(tokens_U[u]), tuple(s)) for u, s in enumerate(trainer.streams))
+  assert _started_rows(trainer._batches(0)) == expected
+  metrics = trainer.train_epoch()
+  assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["item_nll"])
+
+  prompts = []
+
+  def fake_topk(params, prompt, valid, trie_arrays):
+    prompts.append((np.asarray(prompt), np.asarray(valid)))
+    return np.zeros((prompt.shape[0], 10), np.int32), np.zeros((prompt.shape[0], 10), np.float32)
+  trainer.topk_fn = fake_topk
+  users = np.arange(3, 11)   # 8 users: 8 different tokens
+  trainer.evaluate("valid", users)
+  histories, _ = item_streams.held_out_histories(trainer.sequences, "valid", 8)
+  got = []
+  for prompt, valid in prompts:
+    for row, mask in zip(prompt, valid):
+      if row[mask][0] == item_streams.START_ID:   # a pad row of the last batch
+        continue
+      u = users[np.flatnonzero(tokens_U[users] == row[mask][0])[0]]
+      plain, plain_mask = item_streams.prompt_batch([histories[u]], trainer.item_tokens,
+                                                    eos_id=trainer.eos_id, multiple=1)
+      np.testing.assert_array_equal(row[mask][1:], plain[plain_mask][1:])
+      got.append(int(u))
+  assert sorted(got) == list(users)
+
+
+def test_user_tokens_follow_a_mixtures_drawn_users():
+  drawn = np.array([3, 3, 10, 42, 42, 42, 7, 79])
+  tokens_U = _user_tokens(80)
+  trainer, _ = _trainer(None, user_tokens=tokens_U, epoch_users=lambda epoch: drawn)
+  expected = sorted((int(tokens_U[u]), tuple(trainer.streams[u])) for u in drawn)
+  assert _started_rows(trainer._batches(0)) == expected
