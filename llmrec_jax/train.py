@@ -119,8 +119,8 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
                                                synthetic_items=synthetic_items, seed=schedule.seed,
                                                initial_ids=initial_ids)
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
-  writer, log_fn = _metric_logger(model_dir)
   if semantic_ids is not None:   # the code vocabulary and every item's codes
+    writer, log_fn = _metric_logger(model_dir)
     tokenizer, item_ids, semantic_stats = semantic_run.semantic_item_ids(
         data, semantic_ids, model_dir, data_dir, log_fn=log_fn)
     vocab_size = tokenizer.vocab_size
@@ -164,6 +164,7 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
   item_ids, user_ids = _initial_ids(initial_ids, data, data_dir, assigner, gen_params, tokenizer,
                                     seed=schedule.seed, rec_form=rec_form, model_dir=model_dir,
                                     cache_key=cache_key, keep_case=id_assignment.keep_case)
+  writer, log_fn = _metric_logger(model_dir)
   if rec_form == "decoder_only":
     generator = None if stream_ids.rounds == 1 else (
         gen_model, gen_params, assigner.item_ids, text_tokens.encode_texts(texts, tokenizer, text_len))
