@@ -22,7 +22,8 @@ METRICS = ("hit@5", "ndcg@5", "hit@10", "ndcg@10")
 SEMANTIC = (("sid_tiger_glove", "Semantic IDs, TIGER-style, GloVe"),
             ("sid_lcrec_glove", "Semantic IDs, LC-Rec-style, GloVe"),
             ("sid_tiger_sasrec", "Semantic IDs, TIGER-style, SASRec embeddings"),
-            ("sid_lcrec_sasrec", "Semantic IDs, LC-Rec-style, SASRec embeddings"))
+            ("sid_lcrec_sasrec", "Semantic IDs, LC-Rec-style, SASRec embeddings"),
+            ("sid_tiger_glove_tfidf", "Semantic IDs, TIGER-style, GloVe with TF-IDF pooling"))
 TEXTUAL = (("ids_reference", "Textual IDs, reference (released)"),
            ("ids_title", "Textual IDs, title"),
            ("ids_learned", "Textual IDs, learned (IDGenRec)"),

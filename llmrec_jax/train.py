@@ -10,6 +10,7 @@ or the last one with `Schedule.select_best=False`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -105,12 +106,7 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
   schedule, keep_checkpoints = _idgenrec_checkpoint_settings(checkpoint_cfg, total_steps, schedule,
                                                              keep_checkpoints, rec_form)
   data_dirs, vocab_path, template_set = run_data.resolve_paths(data_dir, vocab_path, template_set)
-  if semantic_ids is not None or initial_ids == "semantic":
-    semantic_run.check_settings(semantic_ids, rec_form=rec_form, data_dirs=data_dirs,
-                                initial_ids=initial_ids, rounds=stream_ids.rounds)
-  else:
-    _check_rec_form(rec_form, stream_ids, initial_ids)
-    run_data.check_mixture(data_dirs, rec_form, initial_ids)
+  _check_settings(semantic_ids, rec_form, data_dirs, initial_ids, stream_ids)
   data_dir = data_dirs[0] if len(data_dirs) == 1 else data_dirs
   os.makedirs(model_dir, exist_ok=True)
   if on_start is not None:
@@ -119,18 +115,9 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
                                                synthetic_items=synthetic_items, seed=schedule.seed,
                                                initial_ids=initial_ids)
   split = splits_lib.leave_one_out(data, max_his=schedule.max_his)
-  if semantic_ids is not None:   # the code vocabulary and every item's codes
-    writer, log_fn = _metric_logger(model_dir)
-    tokenizer, item_ids, semantic_stats = semantic_run.semantic_item_ids(
-        data, semantic_ids, model_dir, data_dir, log_fn=log_fn)
-    vocab_size = tokenizer.vocab_size
-  else:
-    tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
-                                       initial_ids=initial_ids, item_texts=texts,
-                                       keep_case=id_assignment.keep_case)
   stream_form = rec_form == "decoder_only"
-  run_record.RunRecord(  # what `eval` / `infer` rebuild the run from (DATA_DIR absolute)
-      data_dir=run_data.absolute_data_dir(data_dirs[0]), rec_size=rec_size, vocab_size=vocab_size,
+  record = functools.partial(  # what `eval` / `infer` rebuild the run from (DATA_DIR absolute)
+      run_record.RunRecord, data_dir=run_data.absolute_data_dir(data_dirs[0]), rec_size=rec_size,
       template_set=template_set, input_len=input_len, id_len=id_len,
       max_his=stream.max_items if stream_form else schedule.max_his,
       synthetic_users=synthetic_users, synthetic_items=synthetic_items, seed=schedule.seed,
@@ -138,13 +125,17 @@ def train(*, model_dir: str, data_dir: str | Sequence[str] = idgenrec.SYNTHETIC,
       data_dirs=[run_data.absolute_data_dir(d) for d in data_dirs] if catalogues else [],
       gen_size=gen_size, text_len=text_len, keep_case=id_assignment.keep_case,
       trie_softmax=stream.trie_softmax, stream_seed=stream.seed,
-      extractive=id_assignment.extractive, initial_ids=initial_ids,
-  ).save(model_dir)
-  if semantic_ids is not None:
-    summary = semantic_run.train_semantic(
-        data, tokenizer, item_ids, semantic_stats, model_dir=model_dir, rec_size=rec_size,
-        dropout_rate=dropout_rate, schedule=stream, log_fn=log_fn, partitioner=partitioner)
+      extractive=id_assignment.extractive, initial_ids=initial_ids)
+  if semantic_ids is not None:   # codes of the items' embeddings, then the stream recommender
+    writer, log_fn = _metric_logger(model_dir)
+    summary = semantic_run.run(semantic_ids, data, data_dir, model_dir, record, log_fn=log_fn,
+                               rec_size=rec_size, dropout_rate=dropout_rate, schedule=stream,
+                               partitioner=partitioner)
     return _finish(model_dir, summary, writer, data.name, {}, None)
+  tokenizer, vocab_size = _tokenizer(model_dir, data, data_dir, vocab_path, dataset_vocab_size,
+                                     initial_ids=initial_ids, item_texts=texts,
+                                     keep_case=id_assignment.keep_case)
+  record(vocab_size=vocab_size).save(model_dir)
   cache_key = _setup_key(data_dir=data_dir, initial_ids=initial_ids, gen_size=gen_size,
                          bootstrap_steps=bootstrap_steps, seed=schedule.seed, text_len=text_len,
                          vocab_size=vocab_size, leaky_user_ids=leaky_user_ids, rec_form=rec_form,
@@ -239,15 +230,20 @@ def _idgenrec_checkpoint_settings(checkpoint_cfg: Optional[CheckpointConfig], to
 
 
 def _metric_logger(model_dir: str):
-  """(writer, log_fn): each record {step, [phase], scalars...} to TensorBoard and metrics.jsonl."""
-  from llmrec_jax.training import metric_writers  # pylint: disable=g-import-not-at-top  (imports TF)
-  writer = metric_writers.create_metric_writer(model_dir, log_to_stdout=False)
+  """`metric_writers.record_logger` (imported when used: it imports TensorFlow)."""
+  from llmrec_jax.training import metric_writers  # pylint: disable=g-import-not-at-top
+  return metric_writers.record_logger(model_dir)
 
-  def log_fn(record):
-    scalars = {k: v for k, v in record.items() if k not in ("step", "phase")}
-    writer.write_scalars(record["step"], scalars)
-    writer.flush()
-  return writer, log_fn
+
+def _check_settings(semantic_ids, rec_form: str, data_dirs: Sequence[str], initial_ids: str,
+                    stream_ids: stream_id_phase.StreamIdSchedule) -> None:
+  """Fails before any work on a combination of settings the run cannot honour."""
+  if semantic_ids is not None or initial_ids == "semantic":
+    semantic_run.check_settings(semantic_ids, rec_form=rec_form, data_dirs=data_dirs,
+                                initial_ids=initial_ids, rounds=stream_ids.rounds)
+    return
+  _check_rec_form(rec_form, stream_ids, initial_ids)
+  run_data.check_mixture(data_dirs, rec_form, initial_ids)
 
 
 def _check_rec_form(rec_form: str, stream_ids: stream_id_phase.StreamIdSchedule,

@@ -259,3 +259,15 @@ def create_metric_writer(log_dir: str, *, tensorboard: bool = True, log_to_stdou
   if log_to_stdout:
     writers.append(logging_writer.LoggingWriter(collection=collection))
   return multi_writer.MultiWriter(writers)
+
+
+def record_logger(model_dir: str):
+  """(writer, log_fn) of a training run: each record {step, [phase], scalars...} goes to
+  TensorBoard and metrics.jsonl in `model_dir` (not to stdout)."""
+  writer = create_metric_writer(model_dir, log_to_stdout=False)
+
+  def log_fn(record):
+    scalars = {k: v for k, v in record.items() if k not in ("step", "phase")}
+    writer.write_scalars(record["step"], scalars)
+    writer.flush()
+  return writer, log_fn

@@ -76,12 +76,13 @@ def semantic_item_ids(data: RecData, config: codes_lib.SemanticIds, model_dir: s
   return vocab, saved["item_ids"], stats
 
 
-def train_semantic(data: RecData, vocab: code_tokens.CodeVocabulary, item_ids: list[str],
-                   stats: dict[str, Any], *, model_dir: str, rec_size: str, dropout_rate: float,
-                   schedule, log_fn, partitioner=None) -> dict[str, Any]:
-  """Trains and tests the whole-stream recommender on the items' semantic IDs (`item_ids`, text
-  forms of `vocab`; `semantic_item_ids`); the summary has `train`'s shape plus `semantic_ids`
-  (the codes' stats)."""
+def run(config: codes_lib.SemanticIds, data: RecData, data_dir: str, model_dir: str, record, *,
+        log_fn, rec_size: str, dropout_rate: float, schedule, partitioner=None) -> dict[str, Any]:
+  """A semantic-ID run: the items' codes (made, or reloaded from MODEL_DIR), the run record
+  (`record(vocab_size=...)` is saved), then the whole-stream recommender trained and tested on
+  them. The summary has `train`'s shape plus `semantic_ids` (the codes' stats)."""
+  vocab, item_ids, stats = semantic_item_ids(data, config, model_dir, data_dir, log_fn=log_fn)
+  record(vocab_size=vocab.vocab_size).save(model_dir)
   user_tokens = None
   if vocab.user_tokens:
     user_tokens = np.asarray([vocab.user_token(u) for u in data.user_ids], np.int32)

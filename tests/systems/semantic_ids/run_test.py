@@ -127,3 +127,27 @@ def test_settings_a_semantic_run_cannot_honour_fail_naming_them(tmp_path):
   with pytest.raises(FileNotFoundError, match="nowhere.npy"):
     train_lib.train(model_dir=str(tmp_path), initial_ids="semantic", rec_form="decoder_only",
                     semantic_ids=codes_lib.SemanticIds(embeddings="npy", embeddings_file="/nowhere.npy"))
+
+
+def test_user_tokens_reach_the_stream_recommender_as_each_users_start_token(tiger_run, tmp_path,
+                                                                            monkeypatch):
+  from llmrec_jax.systems.idgenrec import stream_run
+  from llmrec_jax.systems.semantic_ids import run as run_lib
+  seen = {}
+
+  def fake_train_stream(item_ids, data, vocab, vocab_size, **kwargs):
+    seen.update(item_ids=item_ids, vocab=vocab, user_tokens=kwargs["user_tokens"])
+    return {"best": None}
+  monkeypatch.setattr(stream_run, "train_stream", fake_train_stream)
+  config = codes_lib.SemanticIds(embeddings="npy", embeddings_file=tiger_run["npy"], codebook_size=4,
+                                 hidden_dims=(8,), latent_dim=4, rqvae_epochs=2, user_tokens=5)
+  saved = []
+  run_lib.run(config, tiger_run["data"], tiger_run["data_dir"], str(tmp_path), lambda **kw: saved.append(kw)
+              or type("R", (), {"save": lambda self, d: None})(), log_fn=None, rec_size="t5_tiny",
+              dropout_rate=0.0, schedule=None)
+  vocab, users = seen["vocab"], tiger_run["data"].user_ids
+  assert saved[0]["vocab_size"] == vocab.vocab_size
+  assert seen["user_tokens"].tolist() == [vocab.user_token(u) for u in users]
+  first_user = vocab.vocab_size - 5
+  assert set(seen["user_tokens"].tolist()) <= set(range(first_user, vocab.vocab_size))
+  assert all(vocab.encode(i) for i in seen["item_ids"])   # every ID parses back into code tokens
