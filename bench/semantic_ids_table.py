@@ -23,7 +23,8 @@ SEMANTIC = (("sid_tiger_glove", "Semantic IDs, TIGER-style, GloVe"),
             ("sid_lcrec_glove", "Semantic IDs, LC-Rec-style, GloVe"),
             ("sid_tiger_sasrec", "Semantic IDs, TIGER-style, SASRec embeddings"),
             ("sid_lcrec_sasrec", "Semantic IDs, LC-Rec-style, SASRec embeddings"),
-            ("sid_tiger_glove_tfidf", "Semantic IDs, TIGER-style, GloVe with TF-IDF pooling"))
+            ("sid_tiger_glove_tfidf", "Semantic IDs, TIGER-style, GloVe with TF-IDF pooling"),
+            ("sid_tiger_sasrec_users", "Semantic IDs, TIGER-style, SASRec embeddings, hashed user token"))
 TEXTUAL = (("ids_reference", "Textual IDs, reference (released)"),
            ("ids_title", "Textual IDs, title"),
            ("ids_learned", "Textual IDs, learned (IDGenRec)"),
