@@ -38,7 +38,8 @@ def shared_dir() -> pathlib.Path:
 # last leaves the other worker idle until it ends (longest first keeps both busy to the end).
 LONGEST_FILES = ("demo_quality_test.py", "alternating_test.py", "demo_test.py", "launch_test.py",
                  "decoder_model_test.py", "models_test.py", "decoder_only_test.py",
-                 "stream_id_phase_test.py", "id_phase_test.py", "stream_training_test.py")
+                 "stream_id_phase_test.py", "id_phase_test.py", "stream_training_test.py",
+                 "train_foundation_test.py", "run_test.py")
 
 
 def pytest_configure(config):

@@ -82,13 +82,21 @@ def test_eval_reproduces_the_runs_test_metrics(tiger_run):
     assert out["test"][k] == pytest.approx(tiger_run["summary"]["best"]["test"][k], abs=1e-9)
 
 
-def test_a_rerun_reuses_the_codes_and_the_finished_run(tiger_run, monkeypatch):
+def test_a_rerun_reuses_the_codes(tiger_run, monkeypatch):
+  """What a resumed run reads before its first step: the saved codes, not a new RQ-VAE."""
+  from llmrec_jax.systems.semantic_ids import run as run_lib
+
   def fail(*args, **kwargs):
     raise AssertionError("the codes were recomputed")
   monkeypatch.setattr(codes_lib, "quantize", fail)
-  again = _train("tiger", model_dir=tiger_run["model_dir"], data_dir=tiger_run["data_dir"],
-                 npy=tiger_run["npy"])
-  assert again["best"]["test"] == tiger_run["summary"]["best"]["test"]
+  config = codes_lib.SemanticIds(embeddings="npy", embeddings_file=tiger_run["npy"], codebook_size=4,
+                                 hidden_dims=(16,), latent_dim=4, rqvae_epochs=30)  # as TINY binds
+  vocab, item_ids, stats = run_lib.semantic_item_ids(tiger_run["data"], config, tiger_run["model_dir"],
+                                                     tiger_run["data_dir"])
+  with open(os.path.join(tiger_run["model_dir"], "initial_ids.json"), encoding="utf-8") as f:
+    assert item_ids == json.load(f)["item_ids"]
+  assert stats == tiger_run["summary"]["semantic_ids"]
+  assert vocab.vocab_size == code_tokens.CodeVocabulary.load(tiger_run["model_dir"]).vocab_size
 
 
 @pytest.mark.parametrize("bad, message", [
