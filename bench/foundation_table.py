@@ -14,6 +14,8 @@ import json
 import math
 import os
 
+from run_files import load_json
+
 ITEMS = {"movielens": 1682, "beauty": 12101, "toys": 11924, "yelp": 20033}
 FOLDER = {"movielens": "movielens_100k", "beauty": "amazon2014_beauty", "toys": "amazon2014_toys",
           "yelp": "yelp"}
@@ -34,16 +36,6 @@ def random_metrics(n: int) -> tuple[float, ...]:
   return (5 / n, ndcg(5), 10 / n, ndcg(10))
 
 
-def _load(path):
-  if not os.path.isfile(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError:   # still being written
-      return None
-
-
 def _row(values):
   return " | ".join("-" if v is None else f"{v:.4f}" for v in values)
 
@@ -56,8 +48,8 @@ def main():
   print("| left out (zero-shot target) | model | HR@5 | NDCG@5 | HR@10 | NDCG@10 |")
   print("|---|---|---|---|---|---|")
   for t in ITEMS:
-    zs = _load(os.path.join(args.runs, f"zs_no_{t}.json"))
-    single = _load(os.path.join(args.runs, f"single_{t}", "results.json"))
+    zs = load_json(os.path.join(args.runs, f"zs_no_{t}.json"))
+    single = load_json(os.path.join(args.runs, f"single_{t}", "results.json"))
     rows = {"zero-shot (trained on the other three)": zs and [zs["test"][m] for m in METRICS],
             "random": random_metrics(ITEMS[t]), "popularity (its own training split)": POPULARITY[t],
             "in-domain, this recipe on it alone": single and [single["best"]["test"][m] for m in METRICS],
@@ -69,12 +61,12 @@ def main():
   print("| dataset | model | HR@5 | NDCG@5 | HR@10 | NDCG@10 | test users |")
   print("|---|---|---|---|---|---|---|")
   for t in ITEMS:
-    single = _load(os.path.join(args.runs, f"single_{t}", "results.json"))
+    single = load_json(os.path.join(args.runs, f"single_{t}", "results.json"))
     if single is not None:
       test = single["best"]["test"]
       print(f"| {t} | alone (this recipe) | {_row([test[m] for m in METRICS])} | {test['users']} |")
     for left in ITEMS:
-      res = _load(os.path.join(args.runs, f"no_{left}", "results.json"))
+      res = load_json(os.path.join(args.runs, f"no_{left}", "results.json"))
       key = FOLDER[t]
       if res is None or f"{key}/hit@10" not in res["best"]["test"]:
         continue

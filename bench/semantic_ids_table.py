@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 
+from run_files import load_json
+
 DATASETS = ("beauty", "toys", "yelp")
 METRICS = ("hit@5", "ndcg@5", "hit@10", "ndcg@10")
 SEMANTIC = (("sid_tiger_glove", "Semantic IDs, TIGER-style, GloVe"),
@@ -45,16 +47,6 @@ QUOTED = {
 }
 
 
-def _load(path):
-  if not os.path.isfile(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError:   # still being written
-      return None
-
-
 def _test(results):
   test = ((results or {}).get("best") or {}).get("test") or {}
   return tuple(test.get(m) for m in METRICS) if test else None
@@ -73,10 +65,10 @@ def main():
   args = parser.parse_args()
   rows, out = [], {"rows": {}, "codes": {}}
   for name, label in SEMANTIC:
-    rows.append((label + " (ours)", {d: _test(_load(os.path.join(args.semantic, d, name, "results.json")))
+    rows.append((label + " (ours)", {d: _test(load_json(os.path.join(args.semantic, d, name, "results.json")))
                                      for d in DATASETS}))
   for name, label in TEXTUAL:
-    rows.append((label + " (ours)", {d: _test(_load(os.path.join(args.textual, d, name, "results.json")))
+    rows.append((label + " (ours)", {d: _test(load_json(os.path.join(args.textual, d, name, "results.json")))
                                      for d in DATASETS}))
   rows += [(label + " (quoted)", values) for label, values in QUOTED.items()]
   head = " | ".join(f"{d.capitalize()} {m}" for d in DATASETS for m in ("HR@5", "NDCG@5", "HR@10", "NDCG@10"))
@@ -90,8 +82,8 @@ def main():
   print("|---|---|---|---|---|---|---|---|")
   for d in DATASETS:
     for name, _ in SEMANTIC:
-      results = _load(os.path.join(args.semantic, d, name, "results.json"))
-      prov = _load(os.path.join(args.semantic, d, f"{name}.run.json")) or {}
+      results = load_json(os.path.join(args.semantic, d, name, "results.json"))
+      prov = load_json(os.path.join(args.semantic, d, f"{name}.run.json")) or {}
       stats = (results or {}).get("semantic_ids")
       if not stats:
         continue

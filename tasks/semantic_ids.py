@@ -41,11 +41,10 @@ from llmrec_jax.data.item_text import field_text, render_item_text
 from llmrec_jax.data.prompts import HISTORY_SEP
 from llmrec_jax.data.records import RecData
 from llmrec_jax.data.splits import leave_one_out, train_items
-from llmrec_jax.indexing.code_tokens import CodeVocabulary
+from llmrec_jax.indexing.code_tokens import CODES_FILE, CodeVocabulary
 
 log = logging.getLogger(__name__)
 
-CODES_FILE = "semantic_ids.json"  # what a semantic-ID run writes (systems.semantic_ids.run.CODES_FILE)
 PREFIXES = {"seqrec": "history:", "item2code": "item code of:", "code2item": "title of item:",
             "history2title": "next title after:"}
 TITLE_FIELDS = ("title", "name")  # an item's title: the first present (Yelp businesses have a name)

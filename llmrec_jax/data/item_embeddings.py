@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from llmrec_jax.data import item_text
+from llmrec_jax.data import item_text, vocab
 from llmrec_jax.data.records import RecData
 from llmrec_jax.indexing import keywords
 
@@ -39,8 +39,7 @@ GLOVE_VECTORS = "glove_6B_50d_emb.npy"   # float32 [400000, 50], row i = the wor
 GLOVE_INDEX = "glove_6B_index.parquet"   # one string column "index": the words, lowercase
 EXTRA_FIELDS = ("brand", "categories")   # read after the title
 POOLINGS = ("mean", "tfidf")
-DEFAULT_CACHE_DIR = pathlib.Path(
-    os.environ.get("LLMREC_JAX_CACHE", pathlib.Path.home() / ".cache" / "llmrec_jax")) / "embeddings"
+DEFAULT_CACHE_DIR = vocab.CACHE_ROOT / "embeddings"
 # Bump when the word rule, the pooling or the fallback changes, so old cache entries are not reused.
 _EMBEDDING_VERSION = "v1"
 _SHOW_IDS = 5   # item ids named in the fallback warning

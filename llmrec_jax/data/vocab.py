@@ -17,8 +17,10 @@ from llmrec_jax.data.records import RecData
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 T5_EXTRA_IDS = 100
-DEFAULT_CACHE_DIR = pathlib.Path(
-    os.environ.get("LLMREC_JAX_CACHE", pathlib.Path.home() / ".cache" / "llmrec_jax")) / "spm"
+# Where the library caches what it computes from a dataset (SentencePiece models here, item
+# embeddings in `item_embeddings`); `LLMREC_JAX_CACHE` moves it.
+CACHE_ROOT = pathlib.Path(os.environ.get("LLMREC_JAX_CACHE", pathlib.Path.home() / ".cache" / "llmrec_jax"))
+DEFAULT_CACHE_DIR = CACHE_ROOT / "spm"
 # Bump when the trainer settings below change, so old cache entries are not reused.
 _TRAINER_VERSION = "unigram-v1"
 # Always in the training text, so prompt punctuation (the " ; " history separator, "?", "->") and

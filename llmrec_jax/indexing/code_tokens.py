@@ -26,6 +26,7 @@ FIRST_CODE_ID = 3
 _TOKEN = re.compile(r"<([a-z])_(\d+)>")
 USER_LETTER = "u"
 VOCAB_FILE = "code_vocab.json"  # a semantic-ID run's vocabulary, beside its run_config.json
+CODES_FILE = "semantic_ids.json"  # a semantic-ID run's item ids and every item's code tuple
 
 
 class CodeVocabulary:

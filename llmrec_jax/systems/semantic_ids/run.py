@@ -25,7 +25,7 @@ from llmrec_jax.systems.semantic_ids import codes as codes_lib
 
 log = logging.getLogger(__name__)
 
-CODES_FILE = "semantic_ids.json"
+CODES_FILE = code_tokens.CODES_FILE
 
 
 def check_settings(config: codes_lib.SemanticIds, *, rec_form: str, data_dirs, initial_ids: str,
